@@ -1,0 +1,52 @@
+// tools/cli.h — the `tinyadapt` command line: subcommand registry and options.
+//
+// One subcommand per file in tools/. A file registers its command with
+//
+//   static int run_tokenize(ta::cli::Args& args) { ... return 0; }
+//   static ta::cli::Command tokenize_cmd{"tokenize", "text on stdin -> token ids",
+//       "tinyadapt tokenize --tokenizer DIR [--json] < text", run_tokenize};
+//
+// Options are `--key value` or `--flag`. A command reads its options through
+// Args (args.str / integer / real / flag / required), then calls args.finish(),
+// which rejects any option it did not read. Bad input anywhere throws
+// ta::InputError (data/io.h); main prints it as one line and exits with status 2.
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+#include "data/io.h"
+
+namespace ta::cli {
+
+class Args {
+ public:
+  Args(std::string command, std::vector<std::string> argv);
+
+  bool has(const std::string& key) const;
+  std::string str(const std::string& key, const std::string& fallback);
+  std::string required(const std::string& key);
+  long long integer(const std::string& key, long long fallback);
+  double real(const std::string& key, double fallback);
+  bool flag(const std::string& key);  // `--key` with no value
+  // Throws InputError for any option given but never read.
+  void finish();
+  const std::string& command() const { return command_; }
+
+ private:
+  std::string command_;
+  std::map<std::string, std::string> values_;  // key -> value ("" for a flag)
+  std::map<std::string, bool> read_;
+};
+
+struct Command {
+  Command(const char* name, const char* summary, const char* usage, int (*run)(Args&));
+  const char* name;
+  const char* summary;
+  const char* usage;  // full usage text, printed by --help
+  int (*run)(Args&);
+};
+
+const std::vector<Command*>& commands();
+
+}  // namespace ta::cli

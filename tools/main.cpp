@@ -1,0 +1,132 @@
+// tools/main.cpp — `tinyadapt COMMAND [options]`: dispatch to the registered
+// subcommands (tools/cmd_*.cpp) and turn errors into exit statuses:
+//   0 success, 2 bad input (one line on stderr naming the input), 1 internal error.
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+
+#include "tools/cli.h"
+
+namespace ta::cli {
+
+static std::vector<Command*>& registry() {
+  static std::vector<Command*> all;
+  return all;
+}
+const std::vector<Command*>& commands() { return registry(); }
+
+Command::Command(const char* name_, const char* summary_, const char* usage_, int (*run_)(Args&))
+    : name(name_), summary(summary_), usage(usage_), run(run_) {
+  registry().push_back(this);
+}
+
+Args::Args(std::string command, std::vector<std::string> argv) : command_(std::move(command)) {
+  for (size_t i = 0; i < argv.size(); i++) {
+    const std::string& a = argv[i];
+    if (a.size() < 3 || a.compare(0, 2, "--") != 0)
+      throw InputError("tinyadapt " + command_ + ": unexpected argument '" + a + "' (options are --key value)");
+    std::string key = a.substr(2), value;
+    size_t eq = key.find('=');
+    if (eq != std::string::npos) {
+      value = key.substr(eq + 1);
+      key = key.substr(0, eq);
+    } else if (i + 1 < argv.size() && !(argv[i + 1].size() > 2 && argv[i + 1].compare(0, 2, "--") == 0)) {
+      value = argv[++i];
+    }
+    if (values_.count(key)) throw InputError("tinyadapt " + command_ + ": --" + key + " given twice");
+    values_[key] = value;
+  }
+}
+
+bool Args::has(const std::string& key) const { return values_.count(key) > 0; }
+
+std::string Args::str(const std::string& key, const std::string& fallback) {
+  auto it = values_.find(key);
+  if (it == values_.end()) return fallback;
+  read_[key] = true;
+  if (it->second.empty()) throw InputError("tinyadapt " + command_ + ": --" + key + " needs a value");
+  return it->second;
+}
+
+std::string Args::required(const std::string& key) {
+  if (!has(key)) throw InputError("tinyadapt " + command_ + ": --" + key + " is required (see --help)");
+  return str(key, "");
+}
+
+long long Args::integer(const std::string& key, long long fallback) {
+  if (!has(key)) return fallback;
+  std::string v = str(key, "");
+  char* end = nullptr;
+  errno = 0;
+  long long x = std::strtoll(v.c_str(), &end, 10);
+  if (errno != 0 || end == v.c_str() || *end != '\0')
+    throw InputError("tinyadapt " + command_ + ": --" + key + ": expected an integer, got '" + v + "'");
+  return x;
+}
+
+double Args::real(const std::string& key, double fallback) {
+  if (!has(key)) return fallback;
+  std::string v = str(key, "");
+  char* end = nullptr;
+  errno = 0;
+  double x = std::strtod(v.c_str(), &end);
+  if (errno != 0 || end == v.c_str() || *end != '\0')
+    throw InputError("tinyadapt " + command_ + ": --" + key + ": expected a number, got '" + v + "'");
+  return x;
+}
+
+bool Args::flag(const std::string& key) {
+  auto it = values_.find(key);
+  if (it == values_.end()) return false;
+  read_[key] = true;
+  if (!it->second.empty())
+    throw InputError("tinyadapt " + command_ + ": --" + key + " takes no value (got '" + it->second + "')");
+  return true;
+}
+
+void Args::finish() {
+  for (auto& kv : values_)
+    if (!read_.count(kv.first))
+      throw InputError("tinyadapt " + command_ + ": unknown option --" + kv.first + " (see --help)");
+}
+
+}  // namespace ta::cli
+
+static void print_overview() {
+  std::printf("tinyadapt — adapt a small pre-trained language model, from scratch in C++\n\n"
+              "usage: tinyadapt COMMAND [options]   (tinyadapt COMMAND --help for its options)\n\n");
+  for (auto* c : ta::cli::commands()) std::printf("  %-16s %s\n", c->name, c->summary);
+}
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
+      !std::strcmp(argv[1], "help")) {
+    print_overview();
+    return argc < 2 ? 2 : 0;
+  }
+  ta::cli::Command* command = nullptr;
+  for (auto* c : ta::cli::commands())
+    if (!std::strcmp(c->name, argv[1])) command = c;
+  if (!command) {
+    std::fprintf(stderr, "tinyadapt: unknown command '%s' (tinyadapt --help lists them)\n", argv[1]);
+    return 2;
+  }
+  std::vector<std::string> rest(argv + 2, argv + argc);
+  for (auto& a : rest)
+    if (a == "--help" || a == "-h") {
+      std::printf("%s\n", command->usage);
+      return 0;
+    }
+  try {
+    ta::cli::Args args(command->name, rest);
+    return command->run(args);
+  } catch (const ta::InputError& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "tinyadapt %s: internal error: %s\n", command->name, e.what());
+    return 1;
+  }
+}
