@@ -6,7 +6,8 @@
 //   static ta::cli::Command tokenize_cmd{"tokenize", "text on stdin -> token ids",
 //       "tinyadapt tokenize --tokenizer DIR [--json] < text", run_tokenize};
 //
-// Options are `--key value` or `--flag`. A command reads its options through
+// Options are `--key value` or `--flag`; words before the first option are
+// positionals (`tinyadapt data stats --task spam`: "stats"), read with positional(). A command reads its options through
 // Args (args.str / integer / real / flag / required), then calls args.finish(),
 // which rejects any option it did not read. Bad input anywhere throws
 // ta::InputError (data/io.h); main prints it as one line and exits with status 2.
@@ -29,7 +30,9 @@ class Args {
   long long integer(const std::string& key, long long fallback);
   double real(const std::string& key, double fallback);
   bool flag(const std::string& key);  // `--key` with no value
-  // Throws InputError for any option given but never read.
+  // The i-th positional word, or "" when there is none; marks it read.
+  std::string positional(size_t i);
+  // Throws InputError for any option or positional given but never read.
   void finish();
   const std::string& command() const { return command_; }
 
@@ -37,6 +40,8 @@ class Args {
   std::string command_;
   std::map<std::string, std::string> values_;  // key -> value ("" for a flag)
   std::map<std::string, bool> read_;
+  std::vector<std::string> positionals_;
+  size_t positionals_read_ = 0;
 };
 
 struct Command {

@@ -1,6 +1,7 @@
 // tools/main.cpp — `tinyadapt COMMAND [options]`: dispatch to the registered
 // subcommands (tools/cmd_*.cpp) and turn errors into exit statuses:
 //   0 success, 2 bad input (one line on stderr naming the input), 1 internal error.
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -25,8 +26,12 @@ Command::Command(const char* name_, const char* summary_, const char* usage_, in
 Args::Args(std::string command, std::vector<std::string> argv) : command_(std::move(command)) {
   for (size_t i = 0; i < argv.size(); i++) {
     const std::string& a = argv[i];
-    if (a.size() < 3 || a.compare(0, 2, "--") != 0)
-      throw InputError("tinyadapt " + command_ + ": unexpected argument '" + a + "' (options are --key value)");
+    if (a.size() < 3 || a.compare(0, 2, "--") != 0) {
+      if (!values_.empty())
+        throw InputError("tinyadapt " + command_ + ": unexpected argument '" + a + "' (options are --key value)");
+      positionals_.push_back(a);
+      continue;
+    }
     std::string key = a.substr(2), value;
     size_t eq = key.find('=');
     if (eq != std::string::npos) {
@@ -86,7 +91,15 @@ bool Args::flag(const std::string& key) {
   return true;
 }
 
+std::string Args::positional(size_t i) {
+  if (i >= positionals_.size()) return "";
+  positionals_read_ = std::max(positionals_read_, i + 1);
+  return positionals_[i];
+}
+
 void Args::finish() {
+  if (positionals_read_ < positionals_.size())
+    throw InputError("tinyadapt " + command_ + ": unexpected argument '" + positionals_[positionals_read_] + "'");
   for (auto& kv : values_)
     if (!read_.count(kv.first))
       throw InputError("tinyadapt " + command_ + ": unknown option --" + kv.first + " (see --help)");
