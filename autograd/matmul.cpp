@@ -1,0 +1,169 @@
+// autograd/matmul.cpp — sgemm kernels, matmul (2-D and batched) and the fused
+// Linear op, each with its backward.
+//
+// For Y = X @ W the gradients are dX = dY @ W^T and dW = X^T @ dY. Backward
+// pruning happens here: dW is computed only when W requires a gradient (a
+// trainable weight), dX only when X does (something trainable is upstream).
+// A frozen model with LoRA adapters therefore pays for neither dW of the
+// frozen weights nor dX below the first adapted layer.
+#include "autograd/matmul.h"
+
+#include <cblas.h>
+
+#include <cstring>
+
+#include "autograd/ops.h"
+
+namespace ta {
+
+void sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+           const float* B, int ldb, float beta, float* C, int ldc) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) {  // BLAS leaves C untouched for K = 0 only when beta = 1
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+              M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void sgemm_naive(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
+                 int lda, const float* B, int ldb, float beta, float* C, int ldc) {
+  for (int i = 0; i < M; i++)
+    for (int j = 0; j < N; j++) {
+      double acc = 0;
+      for (int k = 0; k < K; k++) {
+        float a = trans_a ? A[k * lda + i] : A[i * lda + k];
+        float b = trans_b ? B[j * ldb + k] : B[k * ldb + j];
+        acc += static_cast<double>(a) * b;
+      }
+      float prev = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+      C[i * ldc + j] = alpha * static_cast<float>(acc) + prev;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// matmul
+
+namespace {
+// The geometry of a (batched) product, read off the two input shapes.
+struct MatmulDims {
+  int batch = 1;           // number of matrix products
+  int M = 0, N = 0, K = 0;
+  bool shared_b = false;   // b is 2-D: the same matrix for every batch entry
+  Shape out;
+};
+
+MatmulDims matmul_dims(const Shape& a, const Shape& b, bool trans_a, bool trans_b) {
+  if (a.rank < 2 || b.rank < 2)
+    shape_error("matmul", "inputs must have rank >= 2, got " + a.str() + " and " + b.str());
+  MatmulDims d;
+  d.M = trans_a ? a[-1] : a[-2];
+  int ka = trans_a ? a[-2] : a[-1];
+  d.K = trans_b ? b[-1] : b[-2];
+  d.N = trans_b ? b[-2] : b[-1];
+  if (ka != d.K)
+    shape_error("matmul", "inner dimensions differ: " + a.str() + (trans_a ? "^T" : "") + " @ " +
+                              b.str() + (trans_b ? "^T" : ""));
+  d.shared_b = b.rank == 2;
+  if (!d.shared_b) {
+    bool same_batch = a.rank == b.rank;
+    for (int i = 0; same_batch && i < a.rank - 2; i++) same_batch = a.dims[i] == b.dims[i];
+    if (!same_batch) shape_error("matmul", "batch axes differ: " + a.str() + " @ " + b.str());
+  }
+  d.out = a;
+  d.out.dims[a.rank - 2] = d.M;
+  d.out.dims[a.rank - 1] = d.N;
+  d.batch = static_cast<int>(a.numel() / (static_cast<int64_t>(a[-2]) * a[-1]));
+  return d;
+}
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
+  MatmulDims d = matmul_dims(a.shape(), b.shape(), trans_a, trans_b);
+  const int lda = a.shape()[-1], ldb = b.shape()[-1], N = d.N, M = d.M, K = d.K;
+  const int64_t a_step = static_cast<int64_t>(M) * K, b_step = d.shared_b ? 0 : static_cast<int64_t>(K) * N;
+  const int64_t c_step = static_cast<int64_t>(M) * N;
+  Tensor out = Tensor::empty(d.out);  // (..., M, N)
+  if (d.shared_b && !trans_a) {
+    // A weight shared by the whole batch: one product with batch·M rows.
+    sgemm(false, trans_b, d.batch * M, N, K, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, out.data(), N);
+  } else {
+    for (int i = 0; i < d.batch; i++)
+      sgemm(trans_a, trans_b, M, N, K, 1.0f, a.data() + i * a_step, lda, b.data() + i * b_step, ldb, 0.0f,
+            out.data() + i * c_step, N);
+  }
+  if (!needs_grad({&a, &b})) return out;
+  record(out, "matmul", [a, b, d, trans_a, trans_b, lda, ldb, a_step, b_step, c_step](Node& o) {
+    Tensor A = a, B = b;
+    const float* dC = o.grad.data();  // (..., M, N)
+    const int M = d.M, N = d.N, K = d.K;
+    if (A.requires_grad()) {
+      // op(A) = dC @ op(B)^T; for trans_a we produce A = op(B) @ dC^T directly.
+      float* dA = A.grad_or_zeros();
+      for (int i = 0; i < d.batch; i++) {
+        const float* Bi = B.data() + i * b_step;
+        if (!trans_a) sgemm(false, !trans_b, M, K, N, 1.0f, dC + i * c_step, N, Bi, ldb, 1.0f, dA + i * a_step, lda);
+        else          sgemm(trans_b, true, K, M, N, 1.0f, Bi, ldb, dC + i * c_step, N, 1.0f, dA + i * a_step, lda);
+      }
+    }
+    if (B.requires_grad()) {
+      // op(B) = op(A)^T @ dC; for trans_b we produce B = dC^T @ op(A).
+      float* dB = B.grad_or_zeros();
+      if (d.shared_b && !trans_a) {  // sum over the batch folds into the row dimension
+        int rows = d.batch * M;
+        if (!trans_b) sgemm(true, false, K, N, rows, 1.0f, A.data(), lda, dC, N, 1.0f, dB, ldb);
+        else          sgemm(true, false, N, K, rows, 1.0f, dC, N, A.data(), lda, 1.0f, dB, ldb);
+      } else {
+        for (int i = 0; i < d.batch; i++) {
+          const float* Ai = A.data() + i * a_step;
+          float* dBi = dB + i * b_step;
+          if (!trans_b) sgemm(!trans_a, false, K, N, M, 1.0f, Ai, lda, dC + i * c_step, N, 1.0f, dBi, ldb);
+          else          sgemm(true, trans_a, N, K, M, 1.0f, dC + i * c_step, N, Ai, lda, 1.0f, dBi, ldb);
+        }
+      }
+    }
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// linear: y = x @ W + b, the whole of a GPT-2 Conv1D layer in one op.
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  const Shape& xs = x.shape();
+  if (xs.rank < 1 || weight.rank() != 2 || xs[-1] != weight.size(0))
+    shape_error("linear", "x " + xs.str() + " does not fit weight " + weight.shape().str() + " [in,out]");
+  const int in = weight.size(0), outf = weight.size(1);
+  if (bias.defined() && (bias.rank() != 1 || bias.size(0) != outf))
+    shape_error("linear", "bias " + bias.shape().str() + " does not fit weight " + weight.shape().str());
+  const int rows = static_cast<int>(xs.rows());
+  Shape ys = xs;
+  ys.dims[xs.rank - 1] = outf;
+  Tensor y = Tensor::empty(ys);  // (rows, out)
+  float* yp = y.data();
+  if (bias.defined()) {  // start from the bias, then accumulate x @ W into it
+    for (int r = 0; r < rows; r++) std::memcpy(yp + static_cast<int64_t>(r) * outf, bias.data(), outf * sizeof(float));
+  }
+  sgemm(false, false, rows, outf, in, 1.0f, x.data(), in, weight.data(), outf, bias.defined() ? 1.0f : 0.0f, yp, outf);
+  if (!needs_grad({&x, &weight, &bias})) return y;
+  record(y, "linear", [x, weight, bias, rows, in, outf](Node& o) {
+    Tensor X = x, W = weight, b = bias;
+    const float* dY = o.grad.data();  // (rows, out)
+    if (X.requires_grad())  // dX (rows,in) += dY @ W^T
+      sgemm(false, true, rows, in, outf, 1.0f, dY, outf, W.data(), outf, 1.0f, X.grad_or_zeros(), in);
+    if (W.requires_grad())  // dW (in,out) += X^T @ dY
+      sgemm(true, false, in, outf, rows, 1.0f, X.data(), in, dY, outf, 1.0f, W.grad_or_zeros(), outf);
+    if (b.defined() && b.requires_grad()) {  // db (out) += column sums of dY
+      float* db = b.grad_or_zeros();
+      for (int r = 0; r < rows; r++) {
+        const float* row = dY + static_cast<int64_t>(r) * outf;
+        for (int j = 0; j < outf; j++) db[j] += row[j];
+      }
+    }
+  });
+  return y;
+}
+
+}  // namespace ta

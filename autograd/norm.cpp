@@ -1,0 +1,181 @@
+// autograd/norm.cpp — fused row-wise kernels over the last axis: layernorm,
+// softmax, log-softmax, and cross-entropy fused with its log-softmax.
+// Forward and backward are pairs with explicit caches, as in llm.c.
+#include <cmath>
+#include <limits>
+
+#include "autograd/ops.h"
+
+namespace ta {
+
+// ---------------------------------------------------------------------------
+// LayerNorm: y = (x - mean) · rstd · w + b, rstd = 1 / sqrt(var + eps), per row.
+// Cache: mean and rstd per row (rows,). Backward, with n = (x - mean) · rstd:
+//   dw += dy · n,  db += dy,
+//   dx += rstd · (dn - mean(dn) - n · mean(dn · n)),  dn = dy · w.
+
+Tensor layernorm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps) {
+  const int C = x.shape().last();
+  if (weight.rank() != 1 || weight.size(0) != C || bias.rank() != 1 || bias.size(0) != C)
+    shape_error("layernorm", "x " + x.shape().str() + " needs weight and bias of (" + std::to_string(C) + "), got " +
+                                 weight.shape().str() + " and " + bias.shape().str());
+  const int64_t rows = x.shape().rows();
+  Tensor out = Tensor::empty(x.shape());
+  Tensor stats = Tensor::empty(Shape{static_cast<int>(rows), 2});  // (rows, [mean, rstd])
+  const float *in = x.data(), *w = weight.data(), *b = bias.data();
+  float *y = out.data(), *st = stats.data();
+#pragma omp parallel for schedule(static) if (rows * C > 32768)
+  for (int64_t r = 0; r < rows; r++) {
+    const float* xr = in + r * C;
+    float mean = 0;
+    for (int c = 0; c < C; c++) mean += xr[c];
+    mean /= C;
+    float var = 0;
+    for (int c = 0; c < C; c++) var += (xr[c] - mean) * (xr[c] - mean);
+    float rstd = 1.0f / std::sqrt(var / C + eps);
+    for (int c = 0; c < C; c++) y[r * C + c] = (xr[c] - mean) * rstd * w[c] + b[c];
+    st[2 * r] = mean;
+    st[2 * r + 1] = rstd;
+  }
+  if (!needs_grad({&x, &weight, &bias})) return out;
+  record(out, "layernorm", [x, weight, bias, stats, rows, C](Node& o) {
+    Tensor X = x, W = weight, Bias = bias;
+    const float *in = X.data(), *w = W.data(), *dy = o.grad.data(), *st = stats.data();
+    if (X.requires_grad()) {
+      float* dx = X.grad_or_zeros();
+#pragma omp parallel for schedule(static) if (rows * C > 32768)
+      for (int64_t r = 0; r < rows; r++) {
+        const float mean = st[2 * r], rstd = st[2 * r + 1];
+        float dn_mean = 0, dn_n_mean = 0;
+        for (int c = 0; c < C; c++) {
+          float dn = dy[r * C + c] * w[c];
+          dn_mean += dn;
+          dn_n_mean += dn * (in[r * C + c] - mean) * rstd;
+        }
+        dn_mean /= C;
+        dn_n_mean /= C;
+        for (int c = 0; c < C; c++) {
+          float n = (in[r * C + c] - mean) * rstd;
+          dx[r * C + c] += rstd * (dy[r * C + c] * w[c] - dn_mean - n * dn_n_mean);
+        }
+      }
+    }
+    float* dw = W.requires_grad() ? W.grad_or_zeros() : nullptr;
+    float* db = Bias.requires_grad() ? Bias.grad_or_zeros() : nullptr;
+    if (!dw && !db) return;
+    for (int64_t r = 0; r < rows; r++) {
+      const float mean = st[2 * r], rstd = st[2 * r + 1];
+      for (int c = 0; c < C; c++) {
+        if (dw) dw[c] += dy[r * C + c] * (in[r * C + c] - mean) * rstd;
+        if (db) db[c] += dy[r * C + c];
+      }
+    }
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Row-wise log-sum-exp, the stable way: max + log(sum(exp(x - max))).
+
+static float log_sum_exp(const float* row, int n) {
+  float max = -std::numeric_limits<float>::infinity();
+  for (int i = 0; i < n; i++) max = std::max(max, row[i]);
+  double total = 0;
+  for (int i = 0; i < n; i++) total += std::exp(row[i] - max);
+  return max + static_cast<float>(std::log(total));
+}
+
+// softmax: y = exp(x - lse); backward dx = y · (dy - sum(dy · y)).
+Tensor softmax(const Tensor& x) {
+  const int C = x.shape().last();
+  const int64_t rows = x.shape().rows();
+  Tensor out = Tensor::empty(x.shape());
+  for (int64_t r = 0; r < rows; r++) {
+    float lse = log_sum_exp(x.data() + r * C, C);
+    for (int c = 0; c < C; c++) out.data()[r * C + c] = std::exp(x.data()[r * C + c] - lse);
+  }
+  if (!needs_grad({&x})) return out;
+  Node* out_node = out.node();  // the closure lives in this node, so a raw pointer is safe
+  record(out, "softmax", [x, out_node, rows, C](Node& o) {
+    Tensor X = x;
+    float* dx = X.grad_or_zeros();
+    const float *y = out_node->data.data(), *dy = o.grad.data();
+    for (int64_t r = 0; r < rows; r++) {
+      float dot = 0;
+      for (int c = 0; c < C; c++) dot += dy[r * C + c] * y[r * C + c];
+      for (int c = 0; c < C; c++) dx[r * C + c] += y[r * C + c] * (dy[r * C + c] - dot);
+    }
+  });
+  return out;
+}
+
+// log_softmax: y = x - lse; backward dx = dy - exp(y) · sum(dy).
+Tensor log_softmax(const Tensor& x) {
+  const int C = x.shape().last();
+  const int64_t rows = x.shape().rows();
+  Tensor out = Tensor::empty(x.shape());
+  for (int64_t r = 0; r < rows; r++) {
+    float lse = log_sum_exp(x.data() + r * C, C);
+    for (int c = 0; c < C; c++) out.data()[r * C + c] = x.data()[r * C + c] - lse;
+  }
+  if (!needs_grad({&x})) return out;
+  Node* out_node = out.node();
+  record(out, "log_softmax", [x, out_node, rows, C](Node& o) {
+    Tensor X = x;
+    float* dx = X.grad_or_zeros();
+    const float *y = out_node->data.data(), *dy = o.grad.data();
+    for (int64_t r = 0; r < rows; r++) {
+      float total = 0;
+      for (int c = 0; c < C; c++) total += dy[r * C + c];
+      for (int c = 0; c < C; c++) dx[r * C + c] += dy[r * C + c] - std::exp(y[r * C + c]) * total;
+    }
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Cross-entropy fused with log-softmax, over rows of logits (rows, V):
+//   loss = mean over counted rows of (lse_r - logits[r, target_r]).
+// Cache: lse per row. Backward, for a counted row:
+//   dlogits[r, v] += g / count · (softmax[r, v] - [v == target_r]),
+// so the (rows, V) probabilities are recomputed, never stored.
+
+Tensor cross_entropy(const Tensor& logits, const std::vector<int>& targets, int ignore_index) {
+  const int V = logits.shape().last();
+  const int64_t rows = logits.shape().rows();
+  if (static_cast<int64_t>(targets.size()) != rows)
+    shape_error("cross_entropy", std::to_string(targets.size()) + " targets for logits " + logits.shape().str());
+  int64_t count = 0;
+  for (int t : targets) {
+    if (t == ignore_index) continue;
+    if (t < 0 || t >= V) shape_error("cross_entropy", "target " + std::to_string(t) + " out of range [0, " + std::to_string(V) + ")");
+    count++;
+  }
+  Tensor lse = Tensor::empty(Shape{static_cast<int>(rows)});  // (rows,)
+  double total = 0;
+  const float* z = logits.data();
+#pragma omp parallel for schedule(static) reduction(+ : total) if (rows * V > 32768)
+  for (int64_t r = 0; r < rows; r++) {
+    if (targets[r] == ignore_index) continue;
+    lse.data()[r] = log_sum_exp(z + r * V, V);
+    total += lse.data()[r] - z[r * V + targets[r]];
+  }
+  Tensor out = Tensor::scalar(count ? static_cast<float>(total / count) : 0.0f);
+  if (!needs_grad({&logits}) || count == 0) return out;
+  record(out, "cross_entropy", [logits, targets, lse, rows, V, count, ignore_index](Node& o) {
+    Tensor L = logits;
+    float* dz = L.grad_or_zeros();
+    const float* z = L.data();
+    const float g = o.grad.data()[0] / static_cast<float>(count);
+#pragma omp parallel for schedule(static) if (rows * V > 32768)
+    for (int64_t r = 0; r < rows; r++) {
+      if (targets[r] == ignore_index) continue;
+      const float l = lse.data()[r];
+      for (int v = 0; v < V; v++) dz[r * V + v] += g * std::exp(z[r * V + v] - l);
+      dz[r * V + targets[r]] -= g;
+    }
+  });
+  return out;
+}
+
+}  // namespace ta

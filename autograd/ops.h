@@ -1,0 +1,85 @@
+// autograd/ops.h — every differentiable op: forward computes the output, and,
+// when some input needs a gradient, records a backward closure written right
+// below the forward code (see the .cpp files named in each section).
+//
+// Shapes use the legend of tensor.h (B, T, C, V, H, hs, P). Ops check their
+// input shapes and throw std::invalid_argument("op: problem") on a mismatch.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "autograd/tensor.h"
+
+namespace ta {
+
+// --- pointwise.cpp ----------------------------------------------------------
+// Broadcasting as NumPy: shapes are aligned on the right; a dimension of 1 (or
+// a missing one) stretches. add(x (B,T,C), bias (C)) is a bias add;
+// mul(x (B,T,C), scale (B,T,1)) scales rows.
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor add_scalar(const Tensor& a, float s);  // a + s
+Tensor mul_scalar(const Tensor& a, float s);  // a * s
+Tensor gelu(const Tensor& x);                 // tanh approximation, as GPT-2
+Tensor tanh(const Tensor& x);
+Tensor relu(const Tensor& x);
+// Inverted dropout: zeroes each value with probability p and scales the rest by
+// 1/(1-p). The mask comes from `rng`, so a seed reproduces it. Identity when p == 0.
+Tensor dropout(const Tensor& x, float p, Rng& rng);
+
+// --- matmul.cpp -------------------------------------------------------------
+// a (..., M, K) @ b (..., K, N) -> (..., M, N); with trans_a / trans_b the
+// last two axes of a / b are read transposed. b may be 2-D and shared by
+// every batch entry (a weight); otherwise the batch axes must be equal.
+// dA is computed only when a needs a gradient, dB only when b does.
+Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false);
+// The Linear layer in one op: x (..., in) @ weight (in, out) + bias (out).
+// The weight is stored [in, out] as Hugging Face GPT-2's Conv1D. bias may be undefined.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
+
+// --- shape.cpp --------------------------------------------------------------
+Tensor sum(const Tensor& x);   // every element -> scalar
+Tensor mean(const Tensor& x);  // every element -> scalar
+Tensor sum(const Tensor& x, int axis);  // removes `axis`
+Tensor reshape(const Tensor& x, Shape shape);  // same number of elements (copies)
+Tensor transpose(const Tensor& x);             // swaps the last two axes (copies)
+Tensor concat(const Tensor& a, const Tensor& b, int axis);   // equal shapes but for `axis`
+Tensor slice(const Tensor& x, int axis, int start, int end);  // [start, end) along `axis`
+// Rows of `table` (N, C) picked by ids (any shape, values in [0, N)):
+// out has shape ids_shape + (C). Backward scatter-adds into the table's
+// gradient, so a repeated id receives every contribution. Also used to gather
+// the last real token of each sequence from (B*T, C) features.
+Tensor embedding(const Tensor& table, const std::vector<int>& ids, Shape ids_shape);
+
+// --- norm.cpp ---------------------------------------------------------------
+// LayerNorm over the last axis, fused: x (..., C), weight (C), bias (C).
+Tensor layernorm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps);
+Tensor softmax(const Tensor& x);      // over the last axis
+Tensor log_softmax(const Tensor& x);  // over the last axis
+// Mean cross-entropy of logits (..., V) against targets (one per row of
+// logits), fused with the log-softmax. Rows whose target is ignore_index do
+// not count; the mean is over the rows that do (0 when none do).
+Tensor cross_entropy(const Tensor& logits, const std::vector<int>& targets, int ignore_index = -100);
+
+// --- attention.cpp ----------------------------------------------------------
+struct AttentionOptions {
+  int n_head = 1;
+  bool causal = true;
+  // Extra key and value rows placed in front of the sequence's own keys and
+  // values: K = [prefix_keys ; K], V = [prefix_values ; V], queries unchanged.
+  // This is the hook for prefix tuning and for the KV cache of generation.
+  // Shape (P, C) shared by every row of the batch, or (B, P, C) one per row.
+  // Causality applies to the sequence's own keys; every prefix row is visible.
+  Tensor prefix_keys, prefix_values;
+  // Optional key mask of B * (P + T) bytes, row-major (B, P+T): 1 = a query
+  // may attend to this key, 0 = it may not (padding). A query row that can see
+  // no key at all outputs zeros.
+  std::vector<uint8_t> key_mask;
+};
+// Multi-head scaled dot-product attention, fused: qkv (B, T, 3C) holds the
+// queries, keys and values side by side (GPT-2's c_attn output); returns
+// (B, T, C), the heads concatenated (before the output projection).
+Tensor attention(const Tensor& qkv, const AttentionOptions& options);
+
+}  // namespace ta

@@ -1,0 +1,221 @@
+// autograd/pointwise.cpp — elementwise ops: add/sub/mul with broadcasting,
+// scalar ops, GELU, tanh, ReLU, dropout. Each op's backward is right below
+// its forward.
+#include <algorithm>
+#include <cmath>
+
+#include "autograd/ops.h"
+
+namespace ta {
+
+// ---------------------------------------------------------------------------
+// Broadcasting. Both shapes are right-aligned and padded to rank 4; a
+// dimension of 1 stretches by reading it with stride 0. The same walk serves
+// forward (read a and b, write out) and backward (read dout, add into da and
+// db — where a was stretched, many output positions add into one input slot,
+// which is exactly the sum that broadcasting's gradient needs).
+
+namespace {
+struct Broadcast {
+  Shape out;
+  int dims[4];                 // padded output dims
+  int64_t a_stride[4], b_stride[4];
+};
+
+void padded_strides(const Shape& s, const int dims[4], int64_t stride[4], const Shape& a, const Shape& b) {
+  int offset = 4 - s.rank;
+  int64_t step = 1;
+  for (int i = 3; i >= 0; i--) {
+    int size = i >= offset ? s.dims[i - offset] : 1;
+    if (size != 1 && size != dims[i])
+      shape_error("broadcast", "shapes " + a.str() + " and " + b.str() + " do not broadcast");
+    stride[i] = size == 1 ? 0 : step;
+    step *= size;
+  }
+}
+
+Broadcast broadcast(const Shape& a, const Shape& b) {
+  Broadcast bc;
+  bc.out.rank = std::max(a.rank, b.rank);
+  for (int i = 0; i < 4; i++) {
+    int da = i >= 4 - a.rank ? a.dims[i - (4 - a.rank)] : 1;
+    int db = i >= 4 - b.rank ? b.dims[i - (4 - b.rank)] : 1;
+    bc.dims[i] = da == 1 ? db : da;
+  }
+  for (int i = 0; i < bc.out.rank; i++) bc.out.dims[i] = bc.dims[4 - bc.out.rank + i];
+  padded_strides(a, bc.dims, bc.a_stride, a, b);
+  padded_strides(b, bc.dims, bc.b_stride, a, b);
+  return bc;
+}
+
+// Calls f(out_index, a_index, b_index) for every output element, in order.
+template <class F>
+void walk(const Broadcast& bc, F f) {
+  int64_t o = 0;
+  for (int i0 = 0; i0 < bc.dims[0]; i0++)
+    for (int i1 = 0; i1 < bc.dims[1]; i1++)
+      for (int i2 = 0; i2 < bc.dims[2]; i2++) {
+        int64_t ia = i0 * bc.a_stride[0] + i1 * bc.a_stride[1] + i2 * bc.a_stride[2];
+        int64_t ib = i0 * bc.b_stride[0] + i1 * bc.b_stride[1] + i2 * bc.b_stride[2];
+        for (int i3 = 0; i3 < bc.dims[3]; i3++, o++)
+          f(o, ia + i3 * bc.a_stride[3], ib + i3 * bc.b_stride[3]);
+      }
+}
+
+enum class Arith { Add, Sub, Mul };
+
+Tensor arith(const Tensor& a, const Tensor& b, Arith kind, const char* name) {
+  Broadcast bc = broadcast(a.shape(), b.shape());
+  Tensor out = Tensor::empty(bc.out);
+  float* y = out.data();
+  const float *x1 = a.data(), *x2 = b.data();
+  switch (kind) {
+    case Arith::Add: walk(bc, [&](int64_t o, int64_t i, int64_t j) { y[o] = x1[i] + x2[j]; }); break;
+    case Arith::Sub: walk(bc, [&](int64_t o, int64_t i, int64_t j) { y[o] = x1[i] - x2[j]; }); break;
+    case Arith::Mul: walk(bc, [&](int64_t o, int64_t i, int64_t j) { y[o] = x1[i] * x2[j]; }); break;
+  }
+  if (!needs_grad({&a, &b})) return out;
+  record(out, name, [a, b, bc, kind](Node& o) {
+    Tensor A = a, B = b;
+    const float* dy = o.grad.data();
+    if (A.requires_grad()) {
+      float* da = A.grad_or_zeros();
+      const float* x2 = B.data();
+      if (kind == Arith::Mul) walk(bc, [&](int64_t k, int64_t i, int64_t j) { da[i] += dy[k] * x2[j]; });
+      else                    walk(bc, [&](int64_t k, int64_t i, int64_t) { da[i] += dy[k]; });
+    }
+    if (B.requires_grad()) {
+      float* db = B.grad_or_zeros();
+      const float* x1 = A.data();
+      float sign = kind == Arith::Sub ? -1.0f : 1.0f;
+      if (kind == Arith::Mul) walk(bc, [&](int64_t k, int64_t i, int64_t j) { db[j] += dy[k] * x1[i]; });
+      else                    walk(bc, [&](int64_t k, int64_t, int64_t j) { db[j] += sign * dy[k]; });
+    }
+  });
+  return out;
+}
+}  // namespace
+
+Tensor add(const Tensor& a, const Tensor& b) { return arith(a, b, Arith::Add, "add"); }
+Tensor sub(const Tensor& a, const Tensor& b) { return arith(a, b, Arith::Sub, "sub"); }
+Tensor mul(const Tensor& a, const Tensor& b) { return arith(a, b, Arith::Mul, "mul"); }
+
+// ---------------------------------------------------------------------------
+// Scalar ops: y = a + s, y = a * s.
+
+Tensor add_scalar(const Tensor& a, float s) {
+  Tensor out = Tensor::empty(a.shape());
+  const float* x = a.data();
+  float* y = out.data();
+  for (int64_t i = 0; i < a.numel(); i++) y[i] = x[i] + s;
+  if (!needs_grad({&a})) return out;
+  record(out, "add_scalar", [a](Node& o) {
+    Tensor A = a;
+    float* da = A.grad_or_zeros();
+    for (int64_t i = 0; i < A.numel(); i++) da[i] += o.grad.data()[i];
+  });
+  return out;
+}
+
+Tensor mul_scalar(const Tensor& a, float s) {
+  Tensor out = Tensor::empty(a.shape());
+  const float* x = a.data();
+  float* y = out.data();
+  for (int64_t i = 0; i < a.numel(); i++) y[i] = x[i] * s;
+  if (!needs_grad({&a})) return out;
+  record(out, "mul_scalar", [a, s](Node& o) {
+    Tensor A = a;
+    float* da = A.grad_or_zeros();
+    for (int64_t i = 0; i < A.numel(); i++) da[i] += s * o.grad.data()[i];
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// GELU, tanh approximation (GPT-2):
+//   gelu(x) = 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)
+//   gelu'(x) = 0.5 (1 + tanh(u)) + 0.5 x (1 - tanh(u)^2) sqrt(2/pi) (1 + 3·0.044715 x^2)
+
+static constexpr float kSqrt2OverPi = 0.7978845608028654f;
+static constexpr float kGeluCubic = 0.044715f;
+
+Tensor gelu(const Tensor& x) {
+  Tensor out = Tensor::empty(x.shape());
+  const float* in = x.data();
+  float* y = out.data();
+  const int64_t n = x.numel();
+#pragma omp parallel for schedule(static) if (n > 32768)
+  for (int64_t i = 0; i < n; i++) {
+    float v = in[i];
+    float u = kSqrt2OverPi * (v + kGeluCubic * v * v * v);
+    y[i] = 0.5f * v * (1.0f + std::tanh(u));
+  }
+  if (!needs_grad({&x})) return out;
+  record(out, "gelu", [x](Node& o) {
+    Tensor X = x;
+    const float* in = X.data();
+    const float* dy = o.grad.data();
+    float* dx = X.grad_or_zeros();
+    const int64_t n = X.numel();
+#pragma omp parallel for schedule(static) if (n > 32768)
+    for (int64_t i = 0; i < n; i++) {
+      float v = in[i];
+      float u = kSqrt2OverPi * (v + kGeluCubic * v * v * v);
+      float t = std::tanh(u);
+      float du = kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * v * v);
+      dx[i] += dy[i] * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * du);
+    }
+  });
+  return out;
+}
+
+// tanh: y = tanh(x), dy/dx = 1 - y^2 (uses the saved output).
+Tensor tanh(const Tensor& x) {
+  Tensor out = Tensor::empty(x.shape());
+  for (int64_t i = 0; i < x.numel(); i++) out.data()[i] = std::tanh(x.data()[i]);
+  if (!needs_grad({&x})) return out;
+  Node* out_node = out.node();  // the closure lives in this node, so a raw pointer is safe
+  record(out, "tanh", [x, out_node](Node& o) {
+    Tensor X = x;
+    float* dx = X.grad_or_zeros();
+    const float* y = out_node->data.data();
+    for (int64_t i = 0; i < X.numel(); i++) dx[i] += o.grad.data()[i] * (1.0f - y[i] * y[i]);
+  });
+  return out;
+}
+
+Tensor relu(const Tensor& x) {
+  Tensor out = Tensor::empty(x.shape());
+  for (int64_t i = 0; i < x.numel(); i++) out.data()[i] = x.data()[i] > 0.0f ? x.data()[i] : 0.0f;
+  if (!needs_grad({&x})) return out;
+  record(out, "relu", [x](Node& o) {
+    Tensor X = x;
+    float* dx = X.grad_or_zeros();
+    for (int64_t i = 0; i < X.numel(); i++)
+      if (X.data()[i] > 0.0f) dx[i] += o.grad.data()[i];
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Inverted dropout: y = x · m / (1 - p), m ~ Bernoulli(1 - p). The mask is
+// saved as the scale per element (0 or 1/(1-p)), so backward is dx = dy · scale.
+
+Tensor dropout(const Tensor& x, float p, Rng& rng) {
+  if (p < 0.0f || p >= 1.0f) shape_error("dropout", "p must be in [0, 1), got " + std::to_string(p));
+  if (p == 0.0f) return x;
+  Tensor scale = Tensor::empty(x.shape());
+  const float keep_scale = 1.0f / (1.0f - p);
+  for (int64_t i = 0; i < x.numel(); i++) scale.data()[i] = rng.uniform() < p ? 0.0f : keep_scale;
+  Tensor out = Tensor::empty(x.shape());
+  for (int64_t i = 0; i < x.numel(); i++) out.data()[i] = x.data()[i] * scale.data()[i];
+  if (!needs_grad({&x})) return out;
+  record(out, "dropout", [x, scale](Node& o) {
+    Tensor X = x;
+    float* dx = X.grad_or_zeros();
+    for (int64_t i = 0; i < X.numel(); i++) dx[i] += o.grad.data()[i] * scale.data()[i];
+  });
+  return out;
+}
+
+}  // namespace ta

@@ -1,0 +1,198 @@
+// autograd/shape.cpp — reductions and ops that move values without arithmetic:
+// sum, mean, reshape, transpose, concat, slice, embedding lookup.
+#include <cstring>
+
+#include "autograd/ops.h"
+
+namespace ta {
+
+// ---------------------------------------------------------------------------
+// sum / mean over every element: d(sum)/dx_i = 1, d(mean)/dx_i = 1/n.
+
+static Tensor total(const Tensor& x, float scale, const char* name) {
+  double acc = 0;
+  for (int64_t i = 0; i < x.numel(); i++) acc += x.data()[i];
+  Tensor out = Tensor::scalar(static_cast<float>(acc * scale));
+  if (!needs_grad({&x})) return out;
+  record(out, name, [x, scale](Node& o) {
+    Tensor X = x;
+    float g = o.grad.data()[0] * scale;
+    float* dx = X.grad_or_zeros();
+    for (int64_t i = 0; i < X.numel(); i++) dx[i] += g;
+  });
+  return out;
+}
+
+Tensor sum(const Tensor& x) { return total(x, 1.0f, "sum"); }
+Tensor mean(const Tensor& x) {
+  if (x.numel() == 0) shape_error("mean", "of an empty tensor");
+  return total(x, 1.0f / static_cast<float>(x.numel()), "mean");
+}
+
+// The geometry of one axis: `outer` blocks, each `size` slices of `inner` values.
+namespace {
+struct AxisSplit {
+  int64_t outer = 1, size = 1, inner = 1;
+};
+AxisSplit split_at(const Shape& s, int axis, const char* op) {
+  if (axis < 0) axis += s.rank;
+  if (axis < 0 || axis >= s.rank) shape_error(op, "axis out of range for " + s.str());
+  AxisSplit a;
+  for (int i = 0; i < axis; i++) a.outer *= s.dims[i];
+  a.size = s.dims[axis];
+  for (int i = axis + 1; i < s.rank; i++) a.inner *= s.dims[i];
+  return a;
+}
+int normalise_axis(int axis, int rank) { return axis < 0 ? axis + rank : axis; }
+}  // namespace
+
+Tensor sum(const Tensor& x, int axis) {
+  AxisSplit a = split_at(x.shape(), axis, "sum");
+  axis = normalise_axis(axis, x.rank());
+  Shape os;
+  for (int i = 0; i < x.rank(); i++)
+    if (i != axis) os.dims[os.rank++] = x.shape().dims[i];
+  Tensor out = Tensor::zeros(os);  // (outer, inner)
+  for (int64_t o = 0; o < a.outer; o++)
+    for (int64_t k = 0; k < a.size; k++)
+      for (int64_t i = 0; i < a.inner; i++) out.data()[o * a.inner + i] += x.data()[(o * a.size + k) * a.inner + i];
+  if (!needs_grad({&x})) return out;
+  record(out, "sum_axis", [x, a](Node& n) {
+    Tensor X = x;
+    float* dx = X.grad_or_zeros();
+    for (int64_t o = 0; o < a.outer; o++)
+      for (int64_t k = 0; k < a.size; k++)
+        for (int64_t i = 0; i < a.inner; i++) dx[(o * a.size + k) * a.inner + i] += n.grad.data()[o * a.inner + i];
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// reshape: the same values in the same order; the gradient flows back unchanged.
+
+Tensor reshape(const Tensor& x, Shape shape) {
+  if (shape.numel() != x.numel())
+    shape_error("reshape", "cannot reshape " + x.shape().str() + " to " + shape.str());
+  Tensor out = Tensor::empty(shape);
+  std::memcpy(out.data(), x.data(), static_cast<size_t>(x.numel()) * sizeof(float));
+  if (!needs_grad({&x})) return out;
+  record(out, "reshape", [x](Node& o) {
+    Tensor X = x;
+    float* dx = X.grad_or_zeros();
+    for (int64_t i = 0; i < X.numel(); i++) dx[i] += o.grad.data()[i];
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// transpose of the last two axes: (..., R, K) -> (..., K, R); backward
+// transposes the gradient back.
+
+Tensor transpose(const Tensor& x) {
+  if (x.rank() < 2) shape_error("transpose", "needs rank >= 2, got " + x.shape().str());
+  const int R = x.size(-2), K = x.size(-1);
+  const int64_t batch = x.numel() / (static_cast<int64_t>(R) * K);
+  Shape os = x.shape();
+  os.dims[os.rank - 2] = K;
+  os.dims[os.rank - 1] = R;
+  Tensor out = Tensor::empty(os);
+  for (int64_t b = 0; b < batch; b++)
+    for (int r = 0; r < R; r++)
+      for (int k = 0; k < K; k++) out.data()[(b * K + k) * R + r] = x.data()[(b * R + r) * K + k];
+  if (!needs_grad({&x})) return out;
+  record(out, "transpose", [x, R, K, batch](Node& o) {
+    Tensor X = x;
+    float* dx = X.grad_or_zeros();
+    for (int64_t b = 0; b < batch; b++)
+      for (int r = 0; r < R; r++)
+        for (int k = 0; k < K; k++) dx[(b * R + r) * K + k] += o.grad.data()[(b * K + k) * R + r];
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// concat along an axis (prompt tuning: [prompt ; tokens] along time), and
+// slice [start, end) along an axis. Both copy blocks of `inner` values.
+
+Tensor concat(const Tensor& a, const Tensor& b, int axis) {
+  if (a.rank() != b.rank()) shape_error("concat", "ranks differ: " + a.shape().str() + ", " + b.shape().str());
+  int ax = normalise_axis(axis, a.rank());
+  for (int i = 0; i < a.rank(); i++)
+    if (i != ax && a.shape().dims[i] != b.shape().dims[i])
+      shape_error("concat", "shapes " + a.shape().str() + " and " + b.shape().str() + " differ off axis " +
+                                std::to_string(axis));
+  AxisSplit sa = split_at(a.shape(), axis, "concat"), sb = split_at(b.shape(), axis, "concat");
+  Shape os = a.shape();
+  os.dims[ax] += b.shape().dims[ax];
+  Tensor out = Tensor::empty(os);
+  const int64_t na = sa.size * sa.inner, nb = sb.size * sb.inner;  // values per outer block
+  for (int64_t o = 0; o < sa.outer; o++) {
+    std::memcpy(out.data() + o * (na + nb), a.data() + o * na, static_cast<size_t>(na) * sizeof(float));
+    std::memcpy(out.data() + o * (na + nb) + na, b.data() + o * nb, static_cast<size_t>(nb) * sizeof(float));
+  }
+  if (!needs_grad({&a, &b})) return out;
+  record(out, "concat", [a, b, na, nb, outer = sa.outer](Node& n) {
+    Tensor A = a, B = b;
+    const float* dy = n.grad.data();
+    float* da = A.requires_grad() ? A.grad_or_zeros() : nullptr;
+    float* db = B.requires_grad() ? B.grad_or_zeros() : nullptr;
+    for (int64_t o = 0; o < outer; o++) {
+      if (da) for (int64_t i = 0; i < na; i++) da[o * na + i] += dy[o * (na + nb) + i];
+      if (db) for (int64_t i = 0; i < nb; i++) db[o * nb + i] += dy[o * (na + nb) + na + i];
+    }
+  });
+  return out;
+}
+
+Tensor slice(const Tensor& x, int axis, int start, int end) {
+  AxisSplit s = split_at(x.shape(), axis, "slice");
+  if (start < 0 || end < start || end > s.size)
+    shape_error("slice", "[" + std::to_string(start) + ", " + std::to_string(end) + ") out of range for " +
+                             x.shape().str() + " axis " + std::to_string(axis));
+  Shape os = x.shape();
+  os.dims[normalise_axis(axis, x.rank())] = end - start;
+  Tensor out = Tensor::empty(os);
+  const int64_t n_out = (end - start) * s.inner, n_in = s.size * s.inner, offset = start * s.inner;
+  for (int64_t o = 0; o < s.outer; o++)
+    std::memcpy(out.data() + o * n_out, x.data() + o * n_in + offset, static_cast<size_t>(n_out) * sizeof(float));
+  if (!needs_grad({&x})) return out;
+  record(out, "slice", [x, n_out, n_in, offset, outer = s.outer](Node& n) {
+    Tensor X = x;
+    float* dx = X.grad_or_zeros();
+    for (int64_t o = 0; o < outer; o++)
+      for (int64_t i = 0; i < n_out; i++) dx[o * n_in + offset + i] += n.grad.data()[o * n_out + i];
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// embedding: out[i] = table[ids[i]]; backward scatter-adds dout[i] into
+// dtable[ids[i]] (a token seen twice in a batch gets both contributions).
+
+Tensor embedding(const Tensor& table, const std::vector<int>& ids, Shape ids_shape) {
+  if (table.rank() != 2) shape_error("embedding", "table must be (N, C), got " + table.shape().str());
+  if (static_cast<int64_t>(ids.size()) != ids_shape.numel() || ids_shape.rank > 3)
+    shape_error("embedding", std::to_string(ids.size()) + " ids for ids shape " + ids_shape.str());
+  const int N = table.size(0), C = table.size(1);
+  for (int id : ids)
+    if (id < 0 || id >= N)
+      shape_error("embedding", "id " + std::to_string(id) + " out of range [0, " + std::to_string(N) + ")");
+  Shape os = ids_shape;
+  os.dims[os.rank++] = C;
+  Tensor out = Tensor::empty(os);  // (..., C)
+  for (size_t i = 0; i < ids.size(); i++)
+    std::memcpy(out.data() + i * C, table.data() + static_cast<int64_t>(ids[i]) * C, C * sizeof(float));
+  if (!needs_grad({&table})) return out;
+  record(out, "embedding", [table, ids, C](Node& n) {
+    Tensor W = table;
+    float* dw = W.grad_or_zeros();
+    for (size_t i = 0; i < ids.size(); i++) {
+      float* row = dw + static_cast<int64_t>(ids[i]) * C;
+      const float* g = n.grad.data() + i * C;
+      for (int c = 0; c < C; c++) row[c] += g[c];
+    }
+  });
+  return out;
+}
+
+}  // namespace ta

@@ -1,0 +1,190 @@
+// autograd/tensor.h — the Tensor, its storage pool, and the tape.
+//
+// Legend used in shape comments across the project (as llm.c):
+//   B = batch, T = time (sequence length), C = channels (n_embd),
+//   V = vocabulary, H = heads, hs = head size (C / H), P = prefix length.
+//
+// A Tensor is a shared handle to a Node: float32 data, contiguous and
+// row-major, of rank 0..4. A Node that some trainable parameter is upstream of
+// has requires_grad set; its gradient buffer is allocated the first time a
+// gradient flows into it, so a frozen weight never owns a gradient buffer.
+//
+// The tape is the list of recorded nodes in execution order. An op whose
+// inputs need no gradient is not recorded at all (and neither is anything
+// under a NoGradGuard). backward(loss) seeds d(loss) = 1, runs every recorded
+// node's backward closure in reverse order, then clears the tape, which frees
+// the graph. Gradients accumulate with +=, so a value used twice receives both
+// contributions.
+//
+// Buffers come from a pool keyed by exact size: a training step allocates the
+// same sizes every time, so after the first step no op calls malloc.
+//
+// What this is not: a general tensor library. No strides or views (reshape
+// copies), no dtypes but float32, no devices.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace ta {
+
+constexpr int kMaxRank = 4;
+
+// The shape of a tensor: rank 0..4, every dimension >= 0.
+struct Shape {
+  int rank = 0;
+  int dims[kMaxRank] = {1, 1, 1, 1};
+
+  Shape() = default;
+  Shape(std::initializer_list<int> d);
+  static Shape of(const std::vector<int64_t>& d);  // checks rank and range
+
+  // Dimension i; negative i counts from the end (-1 is the last).
+  int operator[](int i) const;
+  int64_t numel() const;
+  int last() const { return rank ? dims[rank - 1] : 1; }
+  // Product of all dimensions but the last: the number of rows of a (..., N) tensor.
+  int64_t rows() const { return rank ? numel() / last() : 1; }
+  bool operator==(const Shape& o) const;
+  bool operator!=(const Shape& o) const { return !(*this == o); }
+  std::string str() const;  // "(2,3,4)"
+};
+
+// A float buffer borrowed from the pool; returned on destruction. Move-only.
+class Buffer {
+ public:
+  Buffer() = default;
+  explicit Buffer(size_t n);  // uninitialised
+  ~Buffer();
+  Buffer(Buffer&& o) noexcept;
+  Buffer& operator=(Buffer&& o) noexcept;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  float* data() const { return ptr_; }
+  size_t size() const { return size_; }
+  bool empty() const { return ptr_ == nullptr; }
+
+ private:
+  float* ptr_ = nullptr;
+  size_t size_ = 0;
+};
+
+// Pool statistics and control (for tests, benchmarks and long-lived servers).
+size_t pool_bytes_in_use();
+size_t pool_bytes_cached();
+void pool_release_cached();  // frees every buffer not in use
+
+struct Node {
+  Shape shape;
+  Buffer data;
+  Buffer grad;  // empty until a gradient flows here
+  bool requires_grad = false;
+  const char* op = "leaf";                // for error messages and debugging
+  std::function<void(Node&)> backward;    // set when the op is recorded on the tape
+  float* grad_or_zeros();                 // the gradient buffer, allocated as zeros on first use
+};
+
+class Tensor;
+void record(Tensor& out, const char* op, std::function<void(Node&)> backward);
+
+class Tensor {
+ public:
+  Tensor() = default;
+
+  // Constructors. empty() leaves the values uninitialised.
+  static Tensor empty(Shape shape);
+  static Tensor zeros(Shape shape);
+  static Tensor full(Shape shape, float value);
+  static Tensor from(Shape shape, const std::vector<float>& values);  // checks the size
+  static Tensor scalar(float value) { return full(Shape{}, value); }
+
+  bool defined() const { return node_ != nullptr; }
+  const Shape& shape() const { return node_->shape; }
+  int size(int axis) const { return node_->shape[axis]; }
+  int rank() const { return node_->shape.rank; }
+  int64_t numel() const { return node_->shape.numel(); }
+
+  float* data() { return node_->data.data(); }
+  const float* data() const { return node_->data.data(); }
+  float item() const;  // the value of a one-element tensor
+  std::vector<float> to_vector() const;
+
+  bool requires_grad() const { return node_->requires_grad; }
+  // Marks a leaf (a parameter) trainable or frozen. Freezing drops its gradient buffer.
+  void set_requires_grad(bool on);
+  bool has_grad() const { return !node_->grad.empty(); }
+  const float* grad() const { return node_->grad.data(); }  // nullptr when none
+  float* grad_or_zeros() { return node_->grad_or_zeros(); }
+  void zero_grad();  // sets an existing gradient to zero (keeps the buffer)
+  void drop_grad();  // frees the gradient buffer
+
+  Node* node() const { return node_.get(); }
+  bool same_as(const Tensor& o) const { return node_ == o.node_; }
+
+ private:
+  friend void record(Tensor& out, const char* op, std::function<void(Node&)> backward);
+  std::shared_ptr<Node> node_;
+};
+
+// ---------------------------------------------------------------------------
+// Gradient mode and the tape
+
+bool grad_enabled();
+
+// Within its scope no op is recorded (evaluation, generation, feature caching).
+class NoGradGuard {
+ public:
+  NoGradGuard();
+  ~NoGradGuard();
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
+// True when grad mode is on and some input requires a gradient: only then does
+// an op record itself. Undefined (optional) inputs are skipped.
+bool needs_grad(std::initializer_list<const Tensor*> inputs);
+
+// Records `out` on the tape: marks it requiring a gradient and stores the
+// closure that, given out's node (whose grad is then filled), adds into the
+// gradients of the op's inputs.
+void record(Tensor& out, const char* op, std::function<void(Node&)> backward);
+
+// Back-propagates from a scalar `loss` through the tape, then clears the tape.
+void backward(const Tensor& loss);
+
+size_t tape_size();
+void clear_tape();  // drops the recorded graph without back-propagating
+
+// ---------------------------------------------------------------------------
+// Errors and randomness
+
+// Throws std::invalid_argument("op: message") — a shape error is a bug in the
+// caller, not bad user input.
+[[noreturn]] void shape_error(const char* op, const std::string& message);
+
+// A small deterministic generator (splitmix64 seeding a xoshiro256**), so that
+// a seed gives the same initialisation and dropout masks on every machine.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed = 0);
+  uint64_t next_u64();
+  float uniform();                 // [0, 1)
+  float normal();                  // mean 0, sd 1 (Box-Muller)
+  int below(int n);                // uniform integer in [0, n)
+
+ private:
+  uint64_t s_[4];
+};
+
+// Fills a tensor's data in place (initialisation; never recorded).
+void fill_normal(Tensor& t, Rng& rng, float mean, float sd);
+void fill_uniform(Tensor& t, Rng& rng, float lo, float hi);
+
+}  // namespace ta

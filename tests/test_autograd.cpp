@@ -1,0 +1,248 @@
+// tests/test_autograd.cpp — the engine: a finite-difference gradient check for
+// every op (attention has its own file), BLAS against the naive matmul,
+// backward pruning, shape errors, and a tape that does not grow.
+#include <doctest/doctest.h>
+
+#include <array>
+#include <cmath>
+#include <stdexcept>
+
+#include "autograd/matmul.h"
+#include "autograd/ops.h"
+#include "tests/gradcheck.h"
+
+using namespace ta;
+using ta::testing::check_gradients;
+using ta::testing::random_tensor;
+
+namespace {
+Tensor param(Shape s, Rng& rng, float sd = 1.0f) {
+  Tensor t = random_tensor(s, rng, sd);
+  t.set_requires_grad(true);
+  return t;
+}
+using Inputs = std::vector<Tensor>;
+}  // namespace
+
+TEST_CASE("gradcheck: add, sub, mul with broadcasting") {
+  Rng rng(1);
+  // same shapes, bias add (suffix), row scale (size-1 last axis), both sides broadcast
+  std::vector<std::pair<Shape, Shape>> cases = {
+      {{2, 3, 4}, {2, 3, 4}}, {{2, 3, 5}, {5}}, {{2, 3, 4}, {2, 3, 1}}, {{3, 1}, {1, 4}}, {{2, 1, 3, 2}, {4, 1, 1}}};
+  for (auto& [sa, sb] : cases) {
+    INFO("shapes " << sa.str() << " " << sb.str());
+    Inputs in = {param(sa, rng), param(sb, rng)};
+    check_gradients([](const Inputs& x) { return add(x[0], x[1]); }, in);
+    check_gradients([](const Inputs& x) { return sub(x[0], x[1]); }, in);
+    check_gradients([](const Inputs& x) { return mul(x[0], x[1]); }, in);
+  }
+  CHECK_THROWS_WITH_AS(add(Tensor::zeros({2, 3}), Tensor::zeros({4})),
+                       "broadcast: shapes (2,3) and (4) do not broadcast", std::invalid_argument);
+}
+
+TEST_CASE("gradcheck: scalar ops and activations") {
+  Rng rng(2);
+  Inputs in = {param({3, 7}, rng)};
+  check_gradients([](const Inputs& x) { return add_scalar(x[0], 0.5f); }, in);
+  check_gradients([](const Inputs& x) { return mul_scalar(x[0], -1.7f); }, in);
+  check_gradients([](const Inputs& x) { return gelu(x[0]); }, in);
+  check_gradients([](const Inputs& x) { return tanh(x[0]); }, in);
+  // ReLU: keep inputs away from the kink at 0, where the difference quotient is meaningless.
+  Tensor away = param({3, 7}, rng);
+  for (int64_t i = 0; i < away.numel(); i++) away.data()[i] += away.data()[i] > 0 ? 0.1f : -0.1f;
+  check_gradients([](const Inputs& x) { return relu(x[0]); }, {away});
+}
+
+TEST_CASE("gelu: matches the tanh formula of GPT-2 at known points") {
+  Tensor x = Tensor::from({3}, {-1.0f, 0.0f, 2.0f});
+  Tensor y = gelu(x);
+  CHECK(y.data()[0] == doctest::Approx(-0.158808).epsilon(1e-5));
+  CHECK(y.data()[1] == 0.0f);
+  CHECK(y.data()[2] == doctest::Approx(1.954598).epsilon(1e-5));
+}
+
+TEST_CASE("gradcheck: matmul 2-D, batched, shared weight, transposes") {
+  Rng rng(3);
+  for (bool ta_ : {false, true})
+    for (bool tb : {false, true}) {
+      INFO("trans_a " << ta_ << " trans_b " << tb);
+      Shape sa = ta_ ? Shape{5, 3} : Shape{3, 5}, sb = tb ? Shape{4, 5} : Shape{5, 4};
+      check_gradients([=](const Inputs& x) { return matmul(x[0], x[1], ta_, tb); }, {param(sa, rng), param(sb, rng)});
+      Shape ba = ta_ ? Shape{2, 3, 5, 3} : Shape{2, 3, 3, 5}, bb = tb ? Shape{2, 3, 4, 5} : Shape{2, 3, 5, 4};
+      check_gradients([=](const Inputs& x) { return matmul(x[0], x[1], ta_, tb); }, {param(ba, rng), param(bb, rng)});
+      Shape wa = ta_ ? Shape{2, 5, 3} : Shape{2, 3, 5};  // batched a, shared 2-D b
+      check_gradients([=](const Inputs& x) { return matmul(x[0], x[1], ta_, tb); }, {param(wa, rng), param(sb, rng)});
+    }
+  CHECK_THROWS_WITH_AS(matmul(Tensor::zeros({2, 3}), Tensor::zeros({4, 5})),
+                       "matmul: inner dimensions differ: (2,3) @ (4,5)", std::invalid_argument);
+  CHECK_THROWS_AS(matmul(Tensor::zeros({2, 2, 3}), Tensor::zeros({3, 3, 5})), std::invalid_argument);
+}
+
+TEST_CASE("gradcheck: linear with and without bias") {
+  Rng rng(4);
+  check_gradients([](const Inputs& x) { return linear(x[0], x[1], x[2]); },
+                  {param({2, 3, 5}, rng), param({5, 7}, rng), param({7}, rng)});
+  check_gradients([](const Inputs& x) { return linear(x[0], x[1], Tensor()); }, {param({4, 5}, rng), param({5, 3}, rng)});
+  CHECK_THROWS_AS(linear(Tensor::zeros({2, 4}), Tensor::zeros({5, 3}), Tensor()), std::invalid_argument);
+}
+
+TEST_CASE("gradcheck: sum, mean, reshape, transpose, concat, slice") {
+  Rng rng(5);
+  Inputs in = {param({2, 3, 4}, rng)};
+  check_gradients([](const Inputs& x) { return sum(x[0]); }, in);
+  check_gradients([](const Inputs& x) { return mean(x[0]); }, in);
+  for (int axis : {0, 1, 2, -1}) check_gradients([=](const Inputs& x) { return sum(x[0], axis); }, in);
+  check_gradients([](const Inputs& x) { return reshape(x[0], Shape{4, 6}); }, in);
+  check_gradients([](const Inputs& x) { return transpose(x[0]); }, in);
+  check_gradients([](const Inputs& x) { return concat(x[0], x[1], 1); }, {param({2, 3, 4}, rng), param({2, 5, 4}, rng)});
+  check_gradients([](const Inputs& x) { return concat(x[0], x[1], -1); }, {param({2, 3}, rng), param({2, 1}, rng)});
+  check_gradients([](const Inputs& x) { return slice(x[0], 1, 1, 3); }, in);
+  check_gradients([](const Inputs& x) { return slice(x[0], 2, 0, 1); }, in);
+  CHECK_THROWS_AS(slice(in[0], 1, 2, 5), std::invalid_argument);
+  CHECK_THROWS_AS(reshape(in[0], Shape{5, 5}), std::invalid_argument);
+  CHECK_THROWS_AS(concat(in[0], Tensor::zeros({2, 3, 5}), 1), std::invalid_argument);
+}
+
+TEST_CASE("gradcheck: embedding with repeated ids scatter-adds") {
+  Rng rng(6);
+  std::vector<int> ids = {3, 1, 3, 0, 3, 2};  // id 3 three times
+  check_gradients([&](const Inputs& x) { return embedding(x[0], ids, Shape{2, 3}); }, {param({5, 4}, rng)});
+  CHECK_THROWS_WITH_AS(embedding(Tensor::zeros({5, 4}), {5}, Shape{1}), "embedding: id 5 out of range [0, 5)",
+                       std::invalid_argument);
+}
+
+TEST_CASE("gradcheck: layernorm, softmax, log_softmax") {
+  Rng rng(7);
+  Inputs in = {param({2, 3, 6}, rng), param({6}, rng), param({6}, rng)};
+  check_gradients([](const Inputs& x) { return layernorm(x[0], x[1], x[2], 1e-5f); }, in);
+  check_gradients([](const Inputs& x) { return softmax(x[0]); }, {in[0]});
+  check_gradients([](const Inputs& x) { return log_softmax(x[0]); }, {in[0]});
+  // softmax rows sum to one, even for large logits
+  Tensor big = Tensor::from({1, 3}, {1000.0f, 1001.0f, 999.0f});
+  Tensor p = softmax(big);
+  CHECK(p.data()[0] + p.data()[1] + p.data()[2] == doctest::Approx(1.0));
+}
+
+TEST_CASE("gradcheck: cross-entropy with ignore_index") {
+  Rng rng(8);
+  std::vector<int> targets = {2, -100, 0, 4, 4, -100};
+  check_gradients([&](const Inputs& x) { return cross_entropy(x[0], targets); }, {param({2, 3, 5}, rng)});
+  // value: the mean over counted rows of -log softmax[target]
+  Tensor logits = Tensor::from({2, 2}, {0.0f, 0.0f, 1.0f, 3.0f});
+  CHECK(cross_entropy(logits, {0, 1}).item() == doctest::Approx((std::log(2.0) + std::log(1 + std::exp(-2.0))) / 2));
+  CHECK(cross_entropy(logits, {-100, -100}).item() == 0.0f);
+  CHECK_THROWS_AS(cross_entropy(logits, {0, 2}), std::invalid_argument);
+}
+
+TEST_CASE("dropout: seeded mask, inverted scaling, gradient through the mask") {
+  Rng rng(9);
+  Tensor x = param({4, 50}, rng);
+  Rng a(42), b(42);
+  Tensor y1 = dropout(x, 0.3f, a), y2 = dropout(x, 0.3f, b);
+  clear_tape();
+  int zeros = 0;
+  for (int64_t i = 0; i < x.numel(); i++) {
+    CHECK(y1.data()[i] == y2.data()[i]);
+    if (y1.data()[i] == 0.0f) zeros++;
+    else CHECK(y1.data()[i] == doctest::Approx(x.data()[i] / 0.7f));
+  }
+  CHECK(zeros > 30);
+  CHECK(zeros < 90);
+  // the same seed each call gives a fixed mask, so the difference quotient is well defined
+  check_gradients([](const Inputs& in) { Rng r(7); return dropout(in[0], 0.5f, r); }, {x});
+  CHECK(dropout(x, 0.0f, rng).same_as(x));
+}
+
+TEST_CASE("sgemm: OpenBLAS equals the naive reference on odd shapes and strides") {
+  Rng rng(10);
+  for (auto [M, N, K] : std::vector<std::array<int, 3>>{{1, 1, 1}, {7, 13, 5}, {33, 17, 65}, {64, 3, 129}, {5, 8, 0}})
+    for (bool ta_ : {false, true})
+      for (bool tb : {false, true}) {
+        int lda = (ta_ ? M : K) + 3, ldb = (tb ? K : N) + 2, ldc = N + 1;  // padded leading dimensions
+        std::vector<float> A((ta_ ? K : M) * lda + 1), B((tb ? N : K) * ldb + 1), C1(M * ldc + 1), C2;
+        for (auto* v : {&A, &B, &C1})
+          for (auto& e : *v) e = rng.normal();
+        C2 = C1;
+        sgemm(ta_, tb, M, N, K, 0.7f, A.data(), lda, B.data(), ldb, 0.3f, C1.data(), ldc);
+        sgemm_naive(ta_, tb, M, N, K, 0.7f, A.data(), lda, B.data(), ldb, 0.3f, C2.data(), ldc);
+        for (size_t i = 0; i < C1.size(); i++) CHECK(C1[i] == doctest::Approx(C2[i]).epsilon(1e-4));
+      }
+}
+
+TEST_CASE("backward pruning: frozen inputs are not recorded and get no gradient buffer") {
+  Rng rng(11);
+  Tensor frozen_w = random_tensor({4, 3}, rng), x = random_tensor({2, 4}, rng);
+  // Nothing requires a gradient: nothing is recorded.
+  Tensor y = gelu(linear(x, frozen_w, Tensor()));
+  CHECK(tape_size() == 0);
+  CHECK_FALSE(y.requires_grad());
+
+  // Only the bias is trainable: dW and dX are never formed.
+  Tensor bias = Tensor::zeros({3});
+  bias.set_requires_grad(true);
+  Tensor out = linear(x, frozen_w, bias);
+  CHECK(tape_size() == 1);
+  backward(sum(out));
+  CHECK(bias.has_grad());
+  CHECK_FALSE(frozen_w.has_grad());
+  CHECK_FALSE(x.has_grad());
+
+  // A trainable weight below a frozen one: the frozen weight still gets no buffer,
+  // but the gradient flows through it (dX of the frozen layer is computed).
+  Tensor w1 = random_tensor({4, 4}, rng);
+  w1.set_requires_grad(true);
+  backward(sum(linear(linear(x, w1, Tensor()), frozen_w, Tensor())));
+  CHECK(w1.has_grad());
+  CHECK_FALSE(frozen_w.has_grad());
+
+  // Under NoGradGuard nothing is recorded even with trainable inputs.
+  {
+    NoGradGuard guard;
+    Tensor z = linear(x, w1, Tensor());
+    CHECK(tape_size() == 0);
+    CHECK_FALSE(z.requires_grad());
+  }
+  // Freezing drops a gradient buffer.
+  w1.set_requires_grad(false);
+  CHECK_FALSE(w1.has_grad());
+}
+
+TEST_CASE("tape: does not grow over 1,000 steps, and buffers are reused") {
+  Rng rng(12);
+  Tensor w = random_tensor({8, 8}, rng, 0.1f), b = Tensor::zeros({8});
+  w.set_requires_grad(true);
+  b.set_requires_grad(true);
+  Tensor x = random_tensor({4, 8}, rng);
+  size_t in_use_after_first = 0;
+  for (int step = 0; step < 1000; step++) {
+    Tensor h = gelu(linear(x, w, b));
+    Tensor loss = cross_entropy(h, {0, 1, 2, 3});
+    backward(loss);
+    CHECK(tape_size() == 0);
+    // Memory held between steps is the same every step: nothing leaks.
+    if (step == 0) in_use_after_first = pool_bytes_in_use();
+    else REQUIRE(pool_bytes_in_use() == in_use_after_first);
+  }
+}
+
+TEST_CASE("tensor: shape errors carry a message") {
+  CHECK_THROWS_WITH_AS(Tensor::from({2, 2}, {1, 2, 3}), "Tensor::from: 3 values for shape (2,2)", std::invalid_argument);
+  CHECK_THROWS_AS((Shape{1, 2, 3, 4, 5}), std::invalid_argument);
+  CHECK_THROWS_AS(Tensor::zeros({2, 3}).item(), std::invalid_argument);
+  Tensor not_scalar = Tensor::zeros({2});
+  not_scalar.set_requires_grad(true);
+  CHECK_THROWS_WITH_AS(backward(not_scalar), "backward: the loss must be a single value, got shape (2)",
+                       std::invalid_argument);
+  CHECK_THROWS_AS(backward(Tensor::scalar(1.0f)), std::invalid_argument);
+}
+
+TEST_CASE("gradients accumulate across backward calls (gradient accumulation)") {
+  Tensor w = Tensor::from({2}, {1.0f, 2.0f});
+  w.set_requires_grad(true);
+  backward(sum(mul(w, w)));
+  backward(sum(mul(w, w)));
+  CHECK(w.grad()[0] == 4.0f);
+  CHECK(w.grad()[1] == 8.0f);
+  w.zero_grad();
+  CHECK(w.grad()[0] == 0.0f);
+}
