@@ -1,0 +1,391 @@
+// autograd/attention.cpp — fused multi-head scaled dot-product attention:
+// forward and backward side by side (as llm.c), then the naive reference the
+// tests hold it to (declared in attention_reference.h).
+//
+// For each batch row b and head h, with q, k, v the head's (T, hs) column
+// slices of qkv (B, T, 3C) and the optional prefix rows put in front of the
+// keys and values (prefix tuning, Li & Liang 2021; or a KV cache):
+//   K = [prefix_keys ; k]      (P+T, hs)      V = [prefix_values ; v]   (P+T, hs)
+//   scores = scale · q K^T     (T, P+T)       scale = 1 / sqrt(hs)
+//   att = softmax(scores) over the visible keys, 0 on the others    (T, P+T)
+//   y = att V                  (T, hs)  ->  out[b, :, h·hs : (h+1)·hs]
+// (Vaswani et al. 2017, eq. 1.) Key s is visible to query t when the key mask
+// allows it and, if causal, it is a prefix row or an own key with s <= t. A
+// query that sees no key outputs zeros and passes back zero gradient.
+//
+// Backward, read bottom-up from the forward equations:
+//   y = att V                  ->  d_att = dy V^T,  dV += att^T dy
+//   att = softmax(scores)      ->  d_scores = att ⊙ (d_att − rowsum(d_att ⊙ att))
+//   scores = scale · q K^T     ->  dq += scale · d_scores K,  dK += scale · d_scores^T q
+// dq, dk, dv are computed only when qkv needs a gradient, the prefix's only
+// when the prefix does (prefix tuning trains it; a KV cache does not).
+//
+// Speed: every product is an sgemm straight on the strided layout (row stride
+// 3C inside qkv, C inside the prefix and the output; nothing is copied). The
+// (b, h) heads run in parallel with OpenMP, and OpenBLAS runs single-threaded
+// inside the parallel region. Causal attention walks the queries in blocks of
+// kCausalBlock rows and multiplies each block only against keys [0, block
+// end), skipping most of the masked-out upper triangle.
+//
+// What this is not: flash attention — att, (B, H, T, P+T) floats, is stored
+// for backward — and there is no dropout on att.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "autograd/attention_reference.h"
+#include "autograd/matmul.h"
+#include "autograd/ops.h"
+
+namespace ta {
+namespace {
+
+constexpr int kCausalBlock = 64;  // query rows per block in causal attention
+
+// The geometry of one call, read off (and checked against) the inputs.
+struct AttentionDims {
+  int B = 0, T = 0, C = 0;
+  int n_head = 1, head_size = 0;
+  int prefix_len = 0;            // P; 0 without a prefix
+  int n_keys = 0;                // P + T: the keys each query chooses among
+  bool prefix_per_row = false;   // the prefix is (B, P, C) rather than shared (P, C)
+  bool causal = true;
+  float scale = 1.0f;            // 1 / sqrt(head_size)
+};
+
+AttentionDims check_attention_inputs(const Tensor& qkv, const AttentionOptions& options, const char* op) {
+  if (!qkv.defined() || qkv.rank() != 3 || qkv.size(2) == 0 || qkv.size(2) % 3 != 0)
+    shape_error(op, "qkv must have shape (B,T,3C) with C > 0, got " +
+                        (qkv.defined() ? qkv.shape().str() : std::string("an undefined tensor")));
+  AttentionDims d;
+  d.B = qkv.size(0);
+  d.T = qkv.size(1);
+  d.C = qkv.size(2) / 3;
+  d.n_head = options.n_head;
+  if (d.n_head < 1 || d.C % d.n_head != 0)
+    shape_error(op, "C = " + std::to_string(d.C) + " is not divisible by n_head = " + std::to_string(d.n_head));
+  d.head_size = d.C / d.n_head;
+  const Tensor& keys = options.prefix_keys;
+  const Tensor& values = options.prefix_values;
+  if (keys.defined() != values.defined()) shape_error(op, "prefix_keys and prefix_values must be given together");
+  if (keys.defined()) {
+    if (keys.shape() != values.shape())
+      shape_error(op, "prefix_keys " + keys.shape().str() + " and prefix_values " + values.shape().str() +
+                          " differ in shape");
+    bool shared = keys.rank() == 2 && keys.size(1) == d.C;
+    bool per_row = keys.rank() == 3 && keys.size(0) == d.B && keys.size(2) == d.C;
+    if (!shared && !per_row)
+      shape_error(op, "the prefix must be (P," + std::to_string(d.C) + ") or (" + std::to_string(d.B) + ",P," +
+                          std::to_string(d.C) + "), got " + keys.shape().str());
+    d.prefix_per_row = per_row;
+    d.prefix_len = keys.size(-2);
+  }
+  d.n_keys = d.prefix_len + d.T;
+  size_t mask_size = static_cast<size_t>(d.B) * static_cast<size_t>(d.n_keys);
+  if (!options.key_mask.empty() && options.key_mask.size() != mask_size)
+    shape_error(op, "key_mask has " + std::to_string(options.key_mask.size()) + " bytes, expected B*(P+T) = " +
+                        std::to_string(mask_size));
+  d.causal = options.causal;
+  d.scale = 1.0f / std::sqrt(static_cast<float>(d.head_size));
+  return d;
+}
+
+// The matrices of head (b, h), as pointers into buffers laid out like qkv
+// (B,T,3C) and the prefix. The same struct serves the inputs and, with the
+// same offsets, their gradients (a null pointer: no gradient wanted).
+template <typename Float>  // float or const float
+struct HeadMatrices {
+  Float* query = nullptr;         // (T, hs), row stride 3C
+  Float* key = nullptr;           // (T, hs), row stride 3C
+  Float* value = nullptr;         // (T, hs), row stride 3C
+  Float* prefix_key = nullptr;    // (P, hs), row stride C
+  Float* prefix_value = nullptr;  // (P, hs), row stride C
+};
+
+// qkv and prefix_keys/values are base pointers (null: absent). prefix_batch_row
+// is b for a (B,P,C) prefix and 0 for a shared (P,C) one.
+template <typename Float>
+HeadMatrices<Float> head_matrices(const AttentionDims& d, Float* qkv, Float* prefix_keys, Float* prefix_values,
+                                  int b, int h, int prefix_batch_row) {
+  HeadMatrices<Float> m;
+  int64_t column = static_cast<int64_t>(h) * d.head_size;
+  if (qkv) {
+    m.query = qkv + static_cast<int64_t>(b) * d.T * 3 * d.C + column;
+    m.key = m.query + d.C;
+    m.value = m.query + 2 * d.C;
+  }
+  int64_t prefix_offset = static_cast<int64_t>(prefix_batch_row) * d.prefix_len * d.C + column;
+  if (prefix_keys) m.prefix_key = prefix_keys + prefix_offset;
+  if (prefix_values) m.prefix_value = prefix_values + prefix_offset;
+  return m;
+}
+
+// Softmax of one row of scores over the keys s < visible_end that `mask`
+// allows (null: all); every other entry of the row becomes 0. A row with no
+// visible key becomes all zeros, so its query outputs zeros.
+void masked_softmax_row(float* row, int visible_end, int n_keys, const uint8_t* mask) {
+  float max_score = -INFINITY;  // over the visible keys only
+  for (int s = 0; s < visible_end; s++)
+    if (!mask || mask[s]) max_score = std::max(max_score, row[s]);
+  if (max_score == -INFINITY) {
+    std::fill(row, row + n_keys, 0.0f);
+    return;
+  }
+  float total = 0.0f;
+  for (int s = 0; s < visible_end; s++) {
+    float weight = (!mask || mask[s]) ? std::exp(row[s] - max_score) : 0.0f;
+    row[s] = weight;
+    total += weight;
+  }
+  float inverse_total = 1.0f / total;
+  for (int s = 0; s < visible_end; s++) row[s] *= inverse_total;
+  std::fill(row + visible_end, row + n_keys, 0.0f);
+}
+
+// Forward of one head. att: (T, P+T), row stride P+T; out_head: (T, hs), row stride C.
+void head_forward(const AttentionDims& d, const HeadMatrices<const float>& in, const uint8_t* mask_row,
+                  float* att, float* out_head) {
+  const int P = d.prefix_len, L = d.n_keys, hs = d.head_size, ld_qkv = 3 * d.C, C = d.C;
+  const int block = d.causal ? kCausalBlock : d.T;
+  for (int t0 = 0; t0 < d.T; t0 += block) {
+    const int rows = std::min(block, d.T - t0);
+    const int own_keys = d.causal ? t0 + rows : d.T;  // own keys any query of the block may see
+    const float* query = in.query + static_cast<int64_t>(t0) * ld_qkv;  // (rows, hs)
+    float* att_rows = att + static_cast<int64_t>(t0) * L;              // (rows, L)
+    float* y = out_head + static_cast<int64_t>(t0) * C;                // (rows, hs)
+    // scores = scale · q [pk ; k]^T, the prefix columns first
+    sgemm(false, true, rows, P, hs, d.scale, query, ld_qkv, in.prefix_key, C, 0.0f, att_rows, L);
+    sgemm(false, true, rows, own_keys, hs, d.scale, query, ld_qkv, in.key, ld_qkv, 0.0f, att_rows + P, L);
+    for (int i = 0; i < rows; i++) {
+      int visible_end = P + (d.causal ? t0 + i + 1 : d.T);
+      masked_softmax_row(att_rows + static_cast<int64_t>(i) * L, visible_end, L, mask_row);
+    }
+    // y = att [pv ; v]
+    sgemm(false, false, rows, hs, P, 1.0f, att_rows, L, in.prefix_value, C, 0.0f, y, C);
+    sgemm(false, false, rows, hs, own_keys, 1.0f, att_rows + P, L, in.value, ld_qkv, 1.0f, y, C);
+  }
+}
+
+// In the forward pass att = softmax(scores), so d_scores = att ⊙ (d_att −
+// rowsum(d_att ⊙ att)). Overwrites d_att (one row, n entries) with d_scores.
+void softmax_backward_row(const float* att, float* d_att, int n) {
+  float weighted_sum = 0.0f;
+  for (int s = 0; s < n; s++) weighted_sum += d_att[s] * att[s];
+  for (int s = 0; s < n; s++) d_att[s] = att[s] * (d_att[s] - weighted_sum);
+}
+
+// Backward of one head, the forward's blocks in the same order. att: (T, P+T)
+// as saved; dy_head: (T, hs), row stride C; d_att: (block, P+T) scratch.
+void head_backward(const AttentionDims& d, const HeadMatrices<const float>& in, const float* att,
+                   const float* dy_head, const HeadMatrices<float>& grad, float* d_att) {
+  const int P = d.prefix_len, L = d.n_keys, hs = d.head_size, ld_qkv = 3 * d.C, C = d.C;
+  const int block = d.causal ? kCausalBlock : d.T;
+  const bool need_d_scores = grad.query || grad.prefix_key;
+  for (int t0 = 0; t0 < d.T; t0 += block) {
+    const int rows = std::min(block, d.T - t0);
+    const int own_keys = d.causal ? t0 + rows : d.T;
+    const float* query = in.query + static_cast<int64_t>(t0) * ld_qkv;  // (rows, hs)
+    const float* att_rows = att + static_cast<int64_t>(t0) * L;        // (rows, L)
+    const float* dy = dy_head + static_cast<int64_t>(t0) * C;          // (rows, hs)
+    // y = att [pv ; v]  ->  d_att = dy [pv ; v]^T,  d[pv ; v] += att^T dy
+    sgemm(false, true, rows, P, hs, 1.0f, dy, C, in.prefix_value, C, 0.0f, d_att, L);
+    sgemm(false, true, rows, own_keys, hs, 1.0f, dy, C, in.value, ld_qkv, 0.0f, d_att + P, L);
+    if (grad.prefix_value) sgemm(true, false, P, hs, rows, 1.0f, att_rows, L, dy, C, 1.0f, grad.prefix_value, C);
+    if (grad.value) sgemm(true, false, own_keys, hs, rows, 1.0f, att_rows + P, L, dy, C, 1.0f, grad.value, ld_qkv);
+    if (!need_d_scores) continue;
+    for (int i = 0; i < rows; i++)
+      softmax_backward_row(att_rows + static_cast<int64_t>(i) * L, d_att + static_cast<int64_t>(i) * L, P + own_keys);
+    // scores = scale · q [pk ; k]^T  ->  dq += scale · d_scores [pk ; k],  d[pk ; k] += scale · d_scores^T q
+    if (grad.query) {
+      float* d_query = grad.query + static_cast<int64_t>(t0) * ld_qkv;
+      sgemm(false, false, rows, hs, P, d.scale, d_att, L, in.prefix_key, C, 1.0f, d_query, ld_qkv);
+      sgemm(false, false, rows, hs, own_keys, d.scale, d_att + P, L, in.key, ld_qkv, 1.0f, d_query, ld_qkv);
+      sgemm(true, false, own_keys, hs, rows, d.scale, d_att + P, L, query, ld_qkv, 1.0f, grad.key, ld_qkv);
+    }
+    if (grad.prefix_key) sgemm(true, false, P, hs, rows, d.scale, d_att, L, query, ld_qkv, 1.0f, grad.prefix_key, C);
+  }
+}
+
+// grad (n) += Σ_b per_batch_row[b] (B, n): folds the per-row prefix gradients
+// of a shared prefix into its one gradient.
+void add_batch_sum(const float* per_batch_row, int B, int64_t n, float* grad) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; i++) {
+    float total = 0.0f;
+    for (int b = 0; b < B; b++) total += per_batch_row[static_cast<int64_t>(b) * n + i];
+    grad[i] += total;
+  }
+}
+
+void attention_backward(const AttentionDims& d, const Tensor& qkv, const Tensor& prefix_keys,
+                        const Tensor& prefix_values, const Tensor& att, const float* d_out) {
+  const int B = d.B, H = d.n_head, T = d.T, P = d.prefix_len, L = d.n_keys;
+  const int64_t prefix_size = static_cast<int64_t>(P) * d.C;
+  float* d_qkv = qkv.requires_grad() ? qkv.node()->grad_or_zeros() : nullptr;  // (B,T,3C)
+  // The gradient of a prefix shared by the batch (P,C) gets a contribution from
+  // every batch row, and heads (b, h) and (b', h) run concurrently: adding into
+  // it directly would race. Each b adds into its own slice of a (B,P,C) scratch
+  // instead, summed over b at the end. A (B,P,C) prefix has disjoint slices
+  // already and is accumulated in place.
+  auto prefix_grad_target = [&](const Tensor& prefix, Tensor& scratch) -> float* {
+    if (!prefix.defined() || !prefix.requires_grad()) return nullptr;
+    if (d.prefix_per_row) return prefix.node()->grad_or_zeros();
+    scratch = Tensor::zeros({B, P, d.C});
+    return scratch.data();
+  };
+  Tensor d_prefix_keys_rows, d_prefix_values_rows;  // (B,P,C), only for a shared prefix
+  float* d_prefix_keys = prefix_grad_target(prefix_keys, d_prefix_keys_rows);
+  float* d_prefix_values = prefix_grad_target(prefix_values, d_prefix_values_rows);
+  const int block = d.causal ? std::min(kCausalBlock, T) : T;
+  Tensor d_att = Tensor::empty({omp_get_max_threads(), block, L});  // (threads, block, P+T) scratch
+  const float* prefix_keys_data = prefix_keys.defined() ? prefix_keys.data() : nullptr;
+  const float* prefix_values_data = prefix_values.defined() ? prefix_values.data() : nullptr;
+
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < H; h++) {
+      HeadMatrices<const float> in =
+          head_matrices(d, qkv.data(), prefix_keys_data, prefix_values_data, b, h, d.prefix_per_row ? b : 0);
+      HeadMatrices<float> grad = head_matrices(d, d_qkv, d_prefix_keys, d_prefix_values, b, h, b);
+      const float* head_att = att.data() + (static_cast<int64_t>(b) * H + h) * T * L;  // (T, L)
+      const float* dy_head = d_out + static_cast<int64_t>(b) * T * d.C + static_cast<int64_t>(h) * d.head_size;
+      float* scratch = d_att.data() + static_cast<int64_t>(omp_get_thread_num()) * block * L;
+      head_backward(d, in, head_att, dy_head, grad, scratch);
+    }
+
+  if (d_prefix_keys_rows.defined())
+    add_batch_sum(d_prefix_keys_rows.data(), B, prefix_size, prefix_keys.node()->grad_or_zeros());
+  if (d_prefix_values_rows.defined())
+    add_batch_sum(d_prefix_values_rows.data(), B, prefix_size, prefix_values.node()->grad_or_zeros());
+}
+
+}  // namespace
+
+Tensor attention(const Tensor& qkv, const AttentionOptions& options) {
+  const AttentionDims d = check_attention_inputs(qkv, options, "attention");
+  const int B = d.B, H = d.n_head, T = d.T, L = d.n_keys;
+  const Tensor& prefix_keys = options.prefix_keys;
+  const Tensor& prefix_values = options.prefix_values;
+  const bool recording = needs_grad({&qkv, &prefix_keys, &prefix_values});
+  Tensor out = Tensor::empty({B, T, d.C});  // (B,T,C)
+  // att is kept for backward when recording, (B,H,T,P+T); otherwise each
+  // thread reuses one head's worth, (threads,T,P+T).
+  Tensor att = recording ? Tensor::empty({B, H, T, L}) : Tensor::empty({omp_get_max_threads(), T, L});
+  const float* prefix_keys_data = prefix_keys.defined() ? prefix_keys.data() : nullptr;
+  const float* prefix_values_data = prefix_values.defined() ? prefix_values.data() : nullptr;
+
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < H; h++) {
+      HeadMatrices<const float> in =
+          head_matrices(d, qkv.data(), prefix_keys_data, prefix_values_data, b, h, d.prefix_per_row ? b : 0);
+      int64_t att_index = recording ? static_cast<int64_t>(b) * H + h : omp_get_thread_num();
+      float* head_att = att.data() + att_index * T * L;
+      const uint8_t* mask_row = options.key_mask.empty() ? nullptr : options.key_mask.data() + static_cast<int64_t>(b) * L;
+      float* out_head = out.data() + static_cast<int64_t>(b) * T * d.C + static_cast<int64_t>(h) * d.head_size;
+      head_forward(d, in, mask_row, head_att, out_head);
+    }
+
+  if (recording)
+    record(out, "attention", [d, qkv, prefix_keys, prefix_values, att](Node& node) {
+      attention_backward(d, qkv, prefix_keys, prefix_values, att, node.grad.data());
+    });
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// The reference: the equations at the top of this file as naive loops, in
+// double where it sums. Every output and every gradient entry is computed on
+// its own, so a wrong stride or a race in the fused kernel shows up as a
+// mismatch against it.
+
+Tensor attention_reference(const Tensor& qkv, const AttentionOptions& options) {
+  const AttentionDims d = check_attention_inputs(qkv, options, "attention_reference");
+  const int B = d.B, H = d.n_head, T = d.T, C = d.C, P = d.prefix_len, L = d.n_keys, hs = d.head_size;
+  const Tensor& prefix_keys = options.prefix_keys;
+  const Tensor& prefix_values = options.prefix_values;
+  const std::vector<uint8_t> key_mask = options.key_mask;
+  auto visible = [=](int b, int t, int s) {
+    bool allowed = key_mask.empty() || key_mask[static_cast<size_t>(b) * L + s];
+    return allowed && (!d.causal || s < P || s - P <= t);
+  };
+  // Key (or value) s of batch row b, head h: prefix row s when s < P, else
+  // sequence position s - P. Works on the inputs and on their gradients alike.
+  auto row = [=](auto* qkv_base, auto* prefix_base, int section, int b, int h, int s) {
+    if (s < P) return prefix_base + ((d.prefix_per_row ? static_cast<int64_t>(b) * P : 0) + s) * C + h * hs;
+    return qkv_base + (static_cast<int64_t>(b) * T + s - P) * 3 * C + section * C + h * hs;
+  };
+  auto data_of = [](const Tensor& t) { return t.defined() ? t.data() : nullptr; };
+
+  Tensor out = Tensor::zeros({B, T, C});   // (B,T,C)
+  Tensor att = Tensor::zeros({B, H, T, L});  // (B,H,T,P+T)
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < H; h++)
+      for (int t = 0; t < T; t++) {
+        const float* q = qkv.data() + (static_cast<int64_t>(b) * T + t) * 3 * C + h * hs;
+        float* a = att.data() + ((static_cast<int64_t>(b) * H + h) * T + t) * L;
+        std::vector<double> score(L, -INFINITY);
+        double max_score = -INFINITY;
+        for (int s = 0; s < L; s++) {
+          if (!visible(b, t, s)) continue;
+          const float* k = row(qkv.data(), data_of(prefix_keys), 1, b, h, s);
+          double dot = 0;
+          for (int i = 0; i < hs; i++) dot += static_cast<double>(q[i]) * k[i];
+          score[s] = dot * d.scale;
+          max_score = std::max(max_score, score[s]);
+        }
+        if (max_score == -INFINITY) continue;  // no visible key: att and y stay 0
+        double total = 0;
+        for (int s = 0; s < L; s++) total += std::exp(score[s] - max_score);
+        for (int s = 0; s < L; s++) a[s] = static_cast<float>(std::exp(score[s] - max_score) / total);
+        float* y = out.data() + (static_cast<int64_t>(b) * T + t) * C + h * hs;
+        for (int i = 0; i < hs; i++) {
+          double acc = 0;
+          for (int s = 0; s < L; s++) acc += static_cast<double>(a[s]) * row(qkv.data(), data_of(prefix_values), 2, b, h, s)[i];
+          y[i] = static_cast<float>(acc);
+        }
+      }
+  if (!needs_grad({&qkv, &prefix_keys, &prefix_values})) return out;
+
+  record(out, "attention_reference", [=](Node& node) {
+    const float* d_out = node.grad.data();
+    auto grad_of = [](const Tensor& t) { return t.defined() && t.requires_grad() ? t.node()->grad_or_zeros() : nullptr; };
+    float* d_qkv = grad_of(qkv);
+    float* d_prefix_keys = grad_of(prefix_keys);
+    float* d_prefix_values = grad_of(prefix_values);
+    for (int b = 0; b < B; b++)
+      for (int h = 0; h < H; h++)
+        for (int t = 0; t < T; t++) {
+          const float* q = qkv.data() + (static_cast<int64_t>(b) * T + t) * 3 * C + h * hs;
+          const float* a = att.data() + ((static_cast<int64_t>(b) * H + h) * T + t) * L;
+          const float* dy = d_out + (static_cast<int64_t>(b) * T + t) * C + h * hs;
+          std::vector<double> d_att(L, 0.0);
+          double weighted_sum = 0;
+          for (int s = 0; s < L; s++) {
+            const float* v = row(qkv.data(), data_of(prefix_values), 2, b, h, s);
+            for (int i = 0; i < hs; i++) d_att[s] += static_cast<double>(dy[i]) * v[i];
+            weighted_sum += d_att[s] * a[s];
+            float* dv = s < P ? (d_prefix_values ? row(d_qkv, d_prefix_values, 2, b, h, s) : nullptr)
+                              : (d_qkv ? row(d_qkv, d_prefix_values, 2, b, h, s) : nullptr);
+            if (dv)
+              for (int i = 0; i < hs; i++) dv[i] += a[s] * dy[i];
+          }
+          for (int s = 0; s < L; s++) {
+            float d_score = static_cast<float>(a[s] * (d_att[s] - weighted_sum)) * d.scale;
+            const float* k = row(qkv.data(), data_of(prefix_keys), 1, b, h, s);
+            if (d_qkv)
+              for (int i = 0; i < hs; i++) d_qkv[(static_cast<int64_t>(b) * T + t) * 3 * C + h * hs + i] += d_score * k[i];
+            float* dk = s < P ? (d_prefix_keys ? row(d_qkv, d_prefix_keys, 1, b, h, s) : nullptr)
+                              : (d_qkv ? row(d_qkv, d_prefix_keys, 1, b, h, s) : nullptr);
+            if (dk)
+              for (int i = 0; i < hs; i++) dk[i] += d_score * q[i];
+          }
+        }
+  });
+  return out;
+}
+
+}  // namespace ta
