@@ -1,0 +1,38 @@
+// nn/checkpoint.h — a model directory on disk: config.json + model.safetensors
+// in Hugging Face GPT-2's layout.
+//
+// Saving writes what transformers' GPT2LMHeadModel.save_pretrained writes
+// with safetensors: every parameter under its "transformer."-prefixed name,
+// Conv1D weights [in, out], metadata {"format": "pt"}, and no lm_head.weight
+// (it is tied to transformer.wte.weight, and save_pretrained drops tied
+// copies). So a directory we save loads in GPT2LMHeadModel unchanged.
+//
+// Loading accepts Hugging Face checkpoints as published: keys with or without
+// the "transformer." prefix, the h.N.attn.bias / h.N.attn.masked_bias mask
+// buffers ignored, lm_head.weight accepted only when it equals wte (we always
+// tie), F16/BF16/F64 converted to float32 (by nn/safetensors). Anything else —
+// a missing key, a wrong shape, an unknown key, a key given twice — is one
+// InputError naming the file, the key and the shapes, and leaves the model
+// untouched. Both files are read whole before anything is used, so saving
+// into the directory a model was loaded from is safe; each write is atomic.
+//
+// Not here: the tokenizer files (the command line copies them), optimiser
+// state and adapters.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "nn/gpt.h"
+
+namespace ta {
+
+// Reads DIR/config.json and DIR/model.safetensors.
+std::unique_ptr<GPT> load_model(const std::string& dir);
+
+// Creates DIR if needed and writes DIR/model.safetensors then DIR/config.json.
+void save_model(const GPT& model, const std::string& dir);
+
+// Copies the weights of a safetensors file into an existing model (validated as above).
+void load_weights(GPT& model, const std::string& path);
+
+}  // namespace ta

@@ -1,0 +1,186 @@
+// nn/gpt.cpp — see gpt.h.
+#include "nn/gpt.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "data/io.h"
+
+namespace ta {
+
+static const ModelConfig& validated(const ModelConfig& config) {
+  config.validate("model config");
+  return config;
+}
+
+GPT::GPT(const ModelConfig& config, uint64_t seed)
+    : wte(validated(config).vocab_size, config.n_embd),
+      wpe(config.n_positions, config.n_embd),
+      ln_f(config.n_embd, config.layer_norm_epsilon),
+      config_(config) {
+  register_module("transformer.wte", wte);
+  register_module("transformer.wpe", wpe);
+  for (int i = 0; i < config.n_layer; i++) {
+    auto block = std::make_unique<Block>(config.n_embd, config.n_head, config.layer_norm_epsilon,
+                                         config.is_causal, config.resid_pdrop, i);
+    blocks_.push_back(block.get());
+    add_module("transformer.h." + std::to_string(i), std::move(block));
+  }
+  register_module("transformer.ln_f", ln_f);
+  initialise(seed);
+}
+
+// GPT-2 / nanoGPT initialisation. Vectors (biases, LayerNorm weights) keep
+// their construction values 0 and 1; every matrix is drawn in name order.
+void GPT::initialise(uint64_t seed) {
+  Rng rng(seed);
+  const float residual_sd = 0.02f / std::sqrt(2.0f * static_cast<float>(config_.n_layer));
+  for (auto& [name, tensor] : named_parameters()) {
+    if (tensor.rank() < 2) continue;
+    bool residual_projection = name_matches(name, "c_proj.weight");
+    fill_normal(tensor, rng, 0.0f, residual_projection ? residual_sd : 0.02f);
+  }
+}
+
+// The length P of the attention prefix (or KV cache) every layer sees.
+static int attention_prefix_length(const ForwardOptions& options, int n_layer) {
+  if (options.cache) {
+    if (!options.prefix_keys.empty())
+      throw std::invalid_argument("forward: with a KV cache, put the attention prefix in the cache");
+    if (options.cache->keys.empty()) {
+      options.cache->keys.resize(static_cast<size_t>(n_layer));
+      options.cache->values.resize(static_cast<size_t>(n_layer));
+    }
+    return options.cache->length();
+  }
+  if (options.prefix_keys.empty() && options.prefix_values.empty()) return 0;
+  if (options.prefix_keys.size() != static_cast<size_t>(n_layer) ||
+      options.prefix_values.size() != static_cast<size_t>(n_layer))
+    throw std::invalid_argument("forward: prefix_keys and prefix_values need one entry per layer");
+  return options.prefix_keys[0].size(-2);
+}
+
+// Token embeddings, the input prefix before them, plus position embeddings
+// from `first_position` on: (B, k+T, C).
+Tensor GPT::embed(const std::vector<int>& ids, int B, int T, int first_position,
+                  const ForwardOptions& options) const {
+  Tensor x = wte.forward(ids, {B, T});  // (B,T,C)
+  const Tensor& prefix = options.input_prefix;
+  int k = prefix.defined() ? prefix.size(-2) : 0;
+  if (k > 0) {
+    Tensor prefix_rows = prefix;  // (B,k,C)
+    if (prefix.rank() == 2) {     // (k,C) shared: gather rows 0..k-1 for every batch row
+      std::vector<int> rows(static_cast<size_t>(B) * k);
+      for (size_t i = 0; i < rows.size(); i++) rows[i] = static_cast<int>(i % static_cast<size_t>(k));
+      prefix_rows = embedding(prefix, rows, {B, k});
+    }
+    x = concat(prefix_rows, x, 1);  // (B,k+T,C)
+  }
+  std::vector<int> positions(static_cast<size_t>(k + T));
+  for (int t = 0; t < k + T; t++) positions[static_cast<size_t>(t)] = first_position + t;
+  x = add(x, wpe.forward(positions, {k + T}));  // (B,k+T,C) + (k+T,C)
+  return dropout_if_training(x, config_.embd_pdrop, options);
+}
+
+// Attention settings every layer shares: heads, causality and the key mask
+// (B, P+k+T) assembled from prefix_mask (B, P+k) and padding_mask (B, T).
+AttentionOptions GPT::shared_attention_options(int B, int T, int P, int k, const ForwardOptions& options) const {
+  AttentionOptions base;
+  base.n_head = config_.n_head;
+  base.causal = config_.is_causal;
+  const auto& prefix_mask = options.prefix_mask;
+  const auto& padding_mask = options.padding_mask;
+  if (prefix_mask.empty() && padding_mask.empty()) return base;
+  size_t prefix_len = static_cast<size_t>(P + k), text_len = static_cast<size_t>(T), rows = static_cast<size_t>(B);
+  if (!prefix_mask.empty() && prefix_mask.size() != rows * prefix_len)
+    throw std::invalid_argument("forward: prefix_mask must hold B*(P+k) = " + std::to_string(rows * prefix_len) + " values");
+  if (!padding_mask.empty() && padding_mask.size() != rows * text_len)
+    throw std::invalid_argument("forward: padding_mask must hold B*T = " + std::to_string(rows * text_len) + " values");
+  base.key_mask.assign(rows * (prefix_len + text_len), 1);
+  for (size_t b = 0; b < rows; b++) {
+    uint8_t* row = base.key_mask.data() + b * (prefix_len + text_len);
+    if (!prefix_mask.empty()) std::copy_n(prefix_mask.data() + b * prefix_len, prefix_len, row);
+    if (!padding_mask.empty()) std::copy_n(padding_mask.data() + b * text_len, text_len, row + prefix_len);
+  }
+  return base;
+}
+
+Tensor GPT::forward(const std::vector<int>& ids, int B, int T, const ForwardOptions& options) const {
+  if (B <= 0 || T <= 0 || ids.size() != static_cast<size_t>(B) * static_cast<size_t>(T))
+    throw std::invalid_argument("forward: need B*T ids with B, T > 0");
+  int P = attention_prefix_length(options, config_.n_layer);
+  int k = options.input_prefix.defined() ? options.input_prefix.size(-2) : 0;
+  if (P + k + T > config_.n_positions)
+    throw InputError("sequence of " + std::to_string(P + k + T) + " positions (prefix " + std::to_string(P + k) +
+                     " + text " + std::to_string(T) + ") exceeds n_positions " + std::to_string(config_.n_positions));
+  for (int id : ids)
+    if (id < 0 || id >= config_.vocab_size)
+      throw InputError("token id " + std::to_string(id) + " is outside the vocabulary [0, " +
+                       std::to_string(config_.vocab_size) + ")");
+  Tensor x = embed(ids, B, T, P, options);  // (B,k+T,C)
+  AttentionOptions base = shared_attention_options(B, T, P, k, options);
+  for (const Block* block : blocks_) x = block->forward(x, options, base);
+  return ln_f.forward(x);  // (B,k+T,C)
+}
+
+Tensor GPT::logits(const Tensor& hidden) const { return matmul(hidden, wte.weight, false, true); }
+
+Tensor GPT::loss(const std::vector<int>& ids, const std::vector<int>& targets, int B, int T,
+                 const ForwardOptions& options) const {
+  if (targets.size() != ids.size()) throw std::invalid_argument("loss: need one target per id");
+  Tensor hidden = forward(ids, B, T, options);  // (B,k+T,C)
+  int k = hidden.size(1) - T;
+  if (k > 0) hidden = slice(hidden, 1, k, k + T);  // (B,T,C): the prefix rows predict nothing
+  return cross_entropy(logits(hidden), targets);
+}
+
+// The (B,1,k+T) weights that pool the text rows of one sequence each.
+static std::vector<float> pooling_weights(int B, int T, int k, Pooling pooling, const std::vector<uint8_t>& padding_mask) {
+  std::vector<float> weights(static_cast<size_t>(B) * (k + T), 0.0f);
+  for (int b = 0; b < B; b++) {
+    float* row = weights.data() + static_cast<size_t>(b) * (k + T) + k;  // this row's text positions
+    auto real = [&](int t) { return padding_mask.empty() || padding_mask[static_cast<size_t>(b) * T + t] != 0; };
+    int count = 0, first = -1, last = -1;
+    for (int t = 0; t < T; t++)
+      if (real(t)) {
+        count++;
+        last = t;
+        if (first < 0) first = t;
+      }
+    if (count == 0) throw std::invalid_argument("pool: row " + std::to_string(b) + " has no real token");
+    if (pooling == Pooling::LastToken) row[last] = 1.0f;
+    if (pooling == Pooling::FirstToken) row[first] = 1.0f;
+    if (pooling == Pooling::Mean)
+      for (int t = 0; t < T; t++) row[t] = real(t) ? 1.0f / static_cast<float>(count) : 0.0f;
+  }
+  return weights;
+}
+
+Tensor GPT::pool(const Tensor& hidden, int B, int T, Pooling pooling, const ForwardOptions& options) const {
+  int k = hidden.size(1) - T;
+  if (hidden.rank() != 3 || hidden.size(0) != B || k < 0)
+    throw std::invalid_argument("pool: hidden must be (B, k+T, C), got " + hidden.shape().str());
+  if (!options.padding_mask.empty() && options.padding_mask.size() != static_cast<size_t>(B) * T)
+    throw std::invalid_argument("pool: padding_mask must hold B*T values");
+  Tensor weights = Tensor::from({B, 1, k + T}, pooling_weights(B, T, k, pooling, options.padding_mask));
+  Tensor pooled = matmul(weights, hidden);  // (B,1,k+T) @ (B,k+T,C) -> (B,1,C)
+  return reshape(pooled, {B, config_.n_embd});  // (B,C)
+}
+
+MaskedTokens mask_tokens(const std::vector<int>& ids, int vocab_size, int mask_id,
+                         const std::vector<int>& special_ids, Rng& rng, float mask_probability) {
+  MaskedTokens out{ids, std::vector<int>(ids.size(), -100)};
+  for (size_t i = 0; i < ids.size(); i++) {
+    bool special = std::find(special_ids.begin(), special_ids.end(), ids[i]) != special_ids.end();
+    if (special || rng.uniform() >= mask_probability) continue;
+    out.targets[i] = ids[i];
+    float choice = rng.uniform();
+    if (choice < 0.8f) out.inputs[i] = mask_id;
+    else if (choice < 0.9f) out.inputs[i] = rng.below(vocab_size);
+  }
+  return out;
+}
+
+}  // namespace ta

@@ -1,0 +1,126 @@
+// nn/layers.cpp — see layers.h.
+#include "nn/layers.h"
+
+#include "data/io.h"
+
+namespace ta {
+
+Tensor dropout_if_training(const Tensor& x, float p, const ForwardOptions& options) {
+  if (!options.dropout_rng || p == 0.0f) return x;
+  return dropout(x, p, *options.dropout_rng);
+}
+
+// Parameters start as zeros and trainable; the model's init fills them.
+static Tensor new_parameter(Shape shape) {
+  Tensor t = Tensor::zeros(shape);
+  t.set_requires_grad(true);
+  return t;
+}
+
+Linear::Linear(int in_features, int out_features)
+    : weight(new_parameter({in_features, out_features})), bias(new_parameter({out_features})) {
+  register_parameter("weight", weight);
+  register_parameter("bias", bias);
+}
+
+Tensor Linear::forward(const Tensor& x, const ForwardOptions& options) const {
+  Tensor y = linear(x, weight, bias);  // (..., out)
+  if (output_delta) y = add(y, output_delta(x, options));
+  return y;
+}
+
+Embedding::Embedding(int num_embeddings, int dim) : weight(new_parameter({num_embeddings, dim})) {
+  register_parameter("weight", weight);
+}
+
+Tensor Embedding::forward(const std::vector<int>& ids, Shape ids_shape) const {
+  return embedding(weight, ids, ids_shape);
+}
+
+LayerNorm::LayerNorm(int dim, float eps)
+    : weight(Tensor::full({dim}, 1.0f)), bias(new_parameter({dim})), eps(eps) {
+  weight.set_requires_grad(true);
+  register_parameter("weight", weight);
+  register_parameter("bias", bias);
+}
+
+Tensor LayerNorm::forward(const Tensor& x) const { return layernorm(x, weight, bias, eps); }
+
+MLP::MLP(int n_embd) : c_fc(n_embd, 4 * n_embd), c_proj(4 * n_embd, n_embd) {
+  register_module("c_fc", c_fc);
+  register_module("c_proj", c_proj);
+}
+
+Tensor MLP::forward(const Tensor& x, const ForwardOptions& options) const {
+  Tensor hidden = gelu(c_fc.forward(x, options));  // (B,T,4C)
+  return c_proj.forward(hidden, options);          // (B,T,C)
+}
+
+Attention::Attention(int n_embd, int n_head, bool causal, int layer_index)
+    : c_attn(n_embd, 3 * n_embd), c_proj(n_embd, n_embd), n_embd(n_embd), n_head(n_head),
+      causal(causal), layer_index(layer_index) {
+  register_module("c_attn", c_attn);
+  register_module("c_proj", c_proj);
+}
+
+// Appends this step's keys and values (the K and V thirds of qkv) to the cache.
+static void append_to_cache(KVCache& cache, int layer, const Tensor& qkv, int C) {
+  Tensor keys = slice(qkv, 2, C, 2 * C);        // (B,T,C)
+  Tensor values = slice(qkv, 2, 2 * C, 3 * C);  // (B,T,C)
+  Tensor& past_keys = cache.keys[layer];
+  Tensor& past_values = cache.values[layer];
+  past_keys = past_keys.defined() ? concat(past_keys, keys, 1) : keys;  // (B,P+T,C)
+  past_values = past_values.defined() ? concat(past_values, values, 1) : values;
+}
+
+Tensor Attention::forward(const Tensor& x, const ForwardOptions& options, const AttentionOptions& base) const {
+  Tensor qkv = c_attn.forward(x, options);  // (B,T,3C)
+  AttentionOptions layer_options = base;
+  if (options.cache) {
+    layer_options.prefix_keys = options.cache->keys[layer_index];
+    layer_options.prefix_values = options.cache->values[layer_index];
+    append_to_cache(*options.cache, layer_index, qkv, n_embd);
+  } else if (!options.prefix_keys.empty()) {
+    layer_options.prefix_keys = options.prefix_keys[layer_index];
+    layer_options.prefix_values = options.prefix_values[layer_index];
+  }
+  Tensor heads = attention(qkv, layer_options);  // (B,T,C)
+  return c_proj.forward(heads, options);         // (B,T,C)
+}
+
+Block::Block(int n_embd, int n_head, float eps, bool causal, float resid_pdrop, int layer_index)
+    : ln_1(n_embd, eps), attn(n_embd, n_head, causal, layer_index), ln_2(n_embd, eps), mlp(n_embd),
+      resid_pdrop(resid_pdrop) {
+  register_module("ln_1", ln_1);
+  register_module("attn", attn);
+  register_module("ln_2", ln_2);
+  register_module("mlp", mlp);
+}
+
+Tensor Block::forward(const Tensor& x, const ForwardOptions& options, const AttentionOptions& base) const {
+  Tensor attn_out = dropout_if_training(attn.forward(ln_1.forward(x), options, base), resid_pdrop, options);
+  if (attention_output_hook) attn_out = attention_output_hook(attn_out, options);
+  Tensor h = add(x, attn_out);  // (B,T,C)
+  Tensor mlp_out = dropout_if_training(mlp.forward(ln_2.forward(h), options), resid_pdrop, options);
+  if (mlp_output_hook) mlp_out = mlp_output_hook(mlp_out, options);
+  return add(h, mlp_out);  // (B,T,C)
+}
+
+std::vector<std::pair<std::string, Linear*>> find_linears(Module& root, const std::string& name) {
+  std::vector<std::pair<std::string, Linear*>> found;
+  for (auto& [full_name, module] : root.named_modules())
+    if (auto* linear_module = dynamic_cast<Linear*>(module); linear_module && name_matches(full_name, name))
+      found.emplace_back(full_name, linear_module);
+  return found;
+}
+
+Linear& find_linear(Module& root, const std::string& name) {
+  auto found = find_linears(root, name);
+  if (found.empty())
+    throw InputError("no Linear layer named \"" + name + "\" (names look like transformer.h.0.attn.c_attn)");
+  if (found.size() > 1)
+    throw InputError("Linear name \"" + name + "\" is ambiguous: " + found[0].first + ", " + found[1].first + ", ...");
+  return *found[0].second;
+}
+
+}  // namespace ta

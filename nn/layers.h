@@ -1,0 +1,139 @@
+// nn/layers.h — the layers of GPT-2, each a Module over one fused op, and the
+// per-call ForwardOptions that carry the extension points.
+//
+//   Linear     y = x W + b, W stored [in, out] as Hugging Face's Conv1D   (ta::linear)
+//   Embedding  rows of a table picked by ids                               (ta::embedding)
+//   LayerNorm  normalise the last axis, then scale and shift               (ta::layernorm)
+//   MLP        c_proj(gelu_tanh(c_fc(x))), hidden width 4C                  (GPT-2's MLP)
+//   Attention  c_proj(attention(c_attn(x))), qkv in one (B,T,3C) tensor     (ta::attention)
+//   Block      pre-LN: h = x + attn(ln_1(x)); out = h + mlp(ln_2(h))       (GPT-2's Block)
+//
+// Extension points (nn/ names no adaptation method; adapt/ attaches here):
+//   - ForwardOptions: per-call input prefix, per-layer attention prefix K/V,
+//     masks, KV cache, dropout switch and per-row tags (see below);
+//   - Linear::output_delta: a function whose result is added to the output
+//     (LoRA adds (alpha/r)·B(A x));
+//   - Block::attention_output_hook / mlp_output_hook: a function that maps a
+//     sublayer's output to the value added to the residual stream (Houlsby
+//     adapters: h -> h + W_up σ(W_down h)).
+// Everything per call lives in ForwardOptions, never in the modules, so one
+// batch may give each row its own prefix.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "autograd/ops.h"
+#include "nn/module.h"
+
+namespace ta {
+
+// The keys and values of every position seen so far, per layer (generation).
+struct KVCache {
+  std::vector<Tensor> keys, values;  // n_layer entries, each (B, P, C); undefined while empty
+  int length() const { return keys.empty() || !keys[0].defined() ? 0 : keys[0].size(-2); }
+};
+
+struct ForwardOptions {
+  // Extension point 1 — input prefix (prompt tuning): (k, C) shared by every
+  // row or (B, k, C), placed before the token embeddings, so the stream is
+  // (B, k+T, C). As PEFT on GPT-2, the prefix rows get position embeddings
+  // too: they take positions 0..k-1 and the text k..k+T-1 (shifted by P below).
+  Tensor input_prefix;
+  // Extension point 2 — attention prefix (prefix tuning): for every layer i,
+  // prefix_keys[i] / prefix_values[i] of shape (P, C) or (B, P, C) are put in
+  // front of that layer's keys and values. As Hugging Face GPT-2 given a past
+  // of length P, positions then start at P. Empty, or one entry per layer.
+  std::vector<Tensor> prefix_keys, prefix_values;
+  // Which keys each row may attend to (1 = yes): padding_mask (B, T) for the
+  // text tokens; prefix_mask (B, P+k) for the attention prefix then the input
+  // prefix (a mixed batch whose rows use prefixes of different lengths).
+  // Empty = every key visible.
+  std::vector<uint8_t> padding_mask;
+  std::vector<uint8_t> prefix_mask;
+  // KV cache (generation): when set, each layer's attention prefix is the
+  // cache (not prefix_keys), the step's own K and V are appended to it, and
+  // positions continue from cache->length().
+  KVCache* cache = nullptr;
+  // Training: dropout is applied only when an Rng is given.
+  Rng* dropout_rng = nullptr;
+  // One integer per batch row that hooks may read (e.g. which adapter serves
+  // each row of a mixed batch); nn/ itself never reads it.
+  std::vector<int> row_tags;
+};
+
+// Applies inverted dropout when options.dropout_rng is set, else returns x.
+Tensor dropout_if_training(const Tensor& x, float p, const ForwardOptions& options);
+
+class Linear : public Module {
+ public:
+  Linear(int in_features, int out_features);
+  // x (..., in) -> (..., out), plus output_delta(x, options) when set.
+  Tensor forward(const Tensor& x, const ForwardOptions& options) const;
+
+  Tensor weight;  // (in, out)
+  Tensor bias;    // (out)
+  // Extension point 3: added to the output, same shape (..., out).
+  std::function<Tensor(const Tensor& x, const ForwardOptions& options)> output_delta;
+};
+
+class Embedding : public Module {
+ public:
+  Embedding(int num_embeddings, int dim);
+  Tensor forward(const std::vector<int>& ids, Shape ids_shape) const;  // ids_shape + (dim)
+  Tensor weight;  // (num_embeddings, dim)
+};
+
+class LayerNorm : public Module {
+ public:
+  LayerNorm(int dim, float eps);
+  Tensor forward(const Tensor& x) const;  // (..., C) -> (..., C)
+  Tensor weight, bias;                    // (C), (C)
+  float eps;
+};
+
+class MLP : public Module {
+ public:
+  explicit MLP(int n_embd);
+  Tensor forward(const Tensor& x, const ForwardOptions& options) const;  // (B,T,C) -> (B,T,C)
+  Linear c_fc;    // C -> 4C
+  Linear c_proj;  // 4C -> C
+};
+
+class Attention : public Module {
+ public:
+  Attention(int n_embd, int n_head, bool causal, int layer_index);
+  // x (B,T,C) -> (B,T,C). `base` carries the masks shared by every layer;
+  // this layer adds its own prefix (or cache entry) from `options`.
+  Tensor forward(const Tensor& x, const ForwardOptions& options, const AttentionOptions& base) const;
+  Linear c_attn;  // C -> 3C: queries, keys, values side by side
+  Linear c_proj;  // C -> C
+  int n_embd, n_head;
+  bool causal;
+  int layer_index;
+};
+
+// (output of a sublayer, options) -> the value added to the residual stream.
+using SublayerHook = std::function<Tensor(const Tensor& output, const ForwardOptions& options)>;
+
+class Block : public Module {
+ public:
+  Block(int n_embd, int n_head, float eps, bool causal, float resid_pdrop, int layer_index);
+  Tensor forward(const Tensor& x, const ForwardOptions& options, const AttentionOptions& base) const;
+  LayerNorm ln_1;
+  Attention attn;
+  LayerNorm ln_2;
+  MLP mlp;
+  float resid_pdrop;
+  // Extension point 4: applied to each sublayer's output (after its dropout)
+  // before the residual add. Empty = identity.
+  SublayerHook attention_output_hook, mlp_output_hook;
+};
+
+// The Linear modules of `root` whose dotted name matches `name` (module.h's
+// rule: "c_attn" matches every layer's; "h.3.attn.c_attn" one).
+std::vector<std::pair<std::string, Linear*>> find_linears(Module& root, const std::string& name);
+// Exactly one match, else InputError naming `name`.
+Linear& find_linear(Module& root, const std::string& name);
+
+}  // namespace ta
