@@ -98,11 +98,20 @@ void write_string(std::string& out, const std::string& s) {
   out += '"';
 }
 
+// The shortest of 15, 16 or 17 significant digits that reads back as the same
+// double (17 always does), so what we write loads bit for bit: 0.1 stays
+// "0.1", and a 64-bit seed or a float32 widened to double keeps every bit.
 static void write_number(std::string& out, double x) {
   if (!std::isfinite(x)) { out += "null"; return; }  // JSON has no NaN/Inf
   char buf[32];
-  if (x == std::floor(x) && std::fabs(x) < 1e15) std::snprintf(buf, sizeof buf, "%.0f", x);
-  else std::snprintf(buf, sizeof buf, "%.9g", x);
+  if (x == std::floor(x) && std::fabs(x) < 1e15) {
+    std::snprintf(buf, sizeof buf, "%.0f", x);
+  } else {
+    for (int digits = 15; digits <= 17; digits++) {
+      std::snprintf(buf, sizeof buf, "%.*g", digits, x);
+      if (std::strtod(buf, nullptr) == x) break;
+    }
+  }
   out += buf;
 }
 
@@ -199,6 +208,9 @@ struct Parser {
       skip_space();
       if (pos >= text.size() || text[pos] != '"') fail("expected a string key");
       std::string key = string();
+      // RFC 8259 leaves duplicate names unpredictable; for a config or a
+      // safetensors header the only safe reading is none.
+      if (v.find(key)) fail("duplicate key \"" + key + "\"");
       expect(':');
       v.set(key, value(depth + 1));
     } while (consume(','));
@@ -232,7 +244,11 @@ struct Parser {
       if (pos < text.size() && (text[pos] == '+' || text[pos] == '-')) pos++;
       digits();
     }
-    return std::strtod(text.substr(start, pos - start).c_str(), nullptr);
+    double x = std::strtod(text.substr(start, pos - start).c_str(), nullptr);
+    // 1e999 would become infinity, which JSON cannot write back (RFC 8259 §6
+    // lets a parser limit the range); underflow to 0 loses nothing that matters.
+    if (!std::isfinite(x)) fail("number out of the range of a double");
+    return x;
   }
 
   unsigned hex4() {

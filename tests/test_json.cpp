@@ -42,3 +42,33 @@ TEST_CASE("json: typed accessors check kinds and ranges") {
   CHECK_THROWS_AS(v.at("n").as_int("cfg: n", 0, 10), ta::InputError);
   CHECK_THROWS_WITH_AS(v.at("missing", "cfg"), "cfg: missing key \"missing\"", ta::InputError);
 }
+
+// The three cases below were found by tests/fuzz/fuzz_json.cpp, whose oracle
+// is "what parses, dumps and parses back to an equal value, bit for bit".
+TEST_CASE("json: numbers are written so they read back bit for bit") {
+  // Before: "%.9g" wrote 1234567890123456789 as 1.23456789e+18 and 0.1f widened as 0.100000001.
+  const double values[] = {0.1, 1.0 / 3.0, 3.0000000000000004, 1234567890123456789.0, 2.2250738585072014e-308,
+                           5e-324, 1e308, -1.5e3, static_cast<double>(0.1f), 123456789012345.0};
+  for (double x : values) {
+    INFO("x = " << x);
+    std::string text = Value(x).dump();
+    CHECK(parse(text).as_number() == x);
+  }
+  CHECK(Value(0.1).dump() == "0.1");  // the shortest form, not 0.10000000000000001
+  CHECK(Value(1e-05).dump() == "1e-05");
+  CHECK(Value(12).dump() == "12");
+}
+
+TEST_CASE("json: a number beyond the range of a double is an error, not infinity") {
+  // Before: 1e999 parsed to inf, which the writer can only write as null.
+  CHECK_THROWS_WITH_AS(parse("[1e999]", "cfg.json"), doctest::Contains("cfg.json: invalid JSON at byte"), ta::InputError);
+  CHECK_THROWS_AS(parse("-1e400"), ta::InputError);
+  CHECK(parse("1e-999").as_number() == 0.0);  // underflow to zero is harmless
+}
+
+TEST_CASE("json: duplicate keys in an object are an error") {
+  // Before: the last one silently won, so a safetensors header could name a tensor twice.
+  CHECK_THROWS_WITH_AS(parse(R"({"n_embd": 48, "n_embd": 64})", "config.json"),
+                       doctest::Contains("config.json: invalid JSON at byte 23: duplicate key \"n_embd\""), ta::InputError);
+  CHECK(parse(R"({"a": {"k": 1}, "b": {"k": 2}})").at("b").at("k").as_int() == 2);  // same key, different objects
+}
