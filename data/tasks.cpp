@@ -272,8 +272,8 @@ static std::vector<Example> era_examples(const std::vector<SotuDocument>& docume
   return examples;
 }
 
-// Every passage of an address is an anchor for two examples: with another
-// passage of the same address ("same"), and with a passage of another
+// Up to 10 passages of each address are anchors, each for two examples: with
+// another passage of the same address ("same"), and with a passage of another
 // address of the same split ("different"), so the labels are balanced.
 constexpr size_t kPairAnchorsPerAddress = 10;
 
