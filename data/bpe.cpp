@@ -11,6 +11,7 @@
 #include <queue>
 #include <stdexcept>
 
+#include "data/corpus.h"
 #include "data/json.h"
 
 namespace ta::data {
@@ -73,28 +74,9 @@ bool spelling_to_bytes(const std::string& spelling, std::string& bytes) {
 
 const std::string& byte_to_unicode(unsigned char byte) { return alphabet().spelling[byte]; }
 
-// ---------------------------------------------------------------------------
-// UTF-8: a lead byte announces 1-4 bytes; continuation bytes are 10xxxxxx.
-// Overlong forms, surrogates (U+D800-DFFF) and code points past U+10FFFF are
-// invalid (PCRE2 would reject them too, and we promise lossless round trips).
-
-void check_utf8(std::string_view text, const std::string& source) {
-  static const unsigned min_for_length[5] = {0, 0, 0x80, 0x800, 0x10000};
-  for (size_t i = 0; i < text.size();) {
-    unsigned char c = static_cast<unsigned char>(text[i]);
-    size_t length = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    bool valid = length > 0 && i + length <= text.size();
-    unsigned code_point = length == 1 ? c : length == 2 ? (c & 0x1Fu) : length == 3 ? (c & 0x0Fu) : (c & 0x07u);
-    for (size_t k = 1; valid && k < length; k++) {
-      unsigned char next = static_cast<unsigned char>(text[i + k]);
-      valid = (next >> 6) == 0x2;
-      code_point = (code_point << 6) | (next & 0x3Fu);
-    }
-    valid = valid && code_point >= min_for_length[length] && code_point <= 0x10FFFF &&
-            !(code_point >= 0xD800 && code_point <= 0xDFFF);
-    if (!valid) throw InputError(source + ": invalid UTF-8 at byte " + std::to_string(i));
-    i += length;
-  }
+void check_utf8(const std::string& text, const std::string& source) {
+  size_t bad = find_invalid_utf8(text);  // data/corpus.h
+  if (bad != std::string::npos) throw InputError(source + ": invalid UTF-8 at byte " + std::to_string(bad));
 }
 
 // ---------------------------------------------------------------------------

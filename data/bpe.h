@@ -133,8 +133,10 @@ Tokenizer train_bpe(const std::string& corpus, int vocab_size,
 // ---------------------------------------------------------------------------
 // Pieces shared by the tokenizer and the trainer.
 
-// Throws InputError "source: invalid UTF-8 at byte N" unless `text` is UTF-8.
-void check_utf8(std::string_view text, const std::string& source);
+// Throws InputError "source: invalid UTF-8 at byte N" unless `text` is UTF-8
+// (overlong forms, surrogates and code points past U+10FFFF are not: PCRE2
+// would reject them, and round trips must be lossless).
+void check_utf8(const std::string& text, const std::string& source);
 
 // Calls `emit` with each GPT-2 pre-token of `text` in order (they tile it).
 // `text` must be valid UTF-8 (check_utf8 first).
