@@ -66,6 +66,7 @@ class Value {
   std::string dump(int indent = 0) const;
 
  private:
+  friend struct Parser;  // builds objects member by member (json.cpp)
   void dump_to(std::string& out, int indent, int depth) const;
   Kind kind_ = Kind::Null;
   bool bool_ = false;
