@@ -134,6 +134,7 @@ int run_data(Args& args) {
   const std::string action = args.positional(0);
   if (action == "stats") return run_stats(args);
   if (action == "export") return run_export(args);
+  if (action.empty()) throw InputError("tinyadapt data: say what to do: 'stats' or 'export' (see --help)");
   throw InputError("tinyadapt data: expected 'stats' or 'export', got '" + action + "' (see --help)");
 }
 
