@@ -139,7 +139,9 @@ static Task load_spam(uint64_t seed) {
     std::vector<Example> part = load_spam_group(root, group, label);
     task.ood.insert(task.ood.end(), part.begin(), part.end());
   }
-  // spam-1 and spam-2 share some messages (resent campaigns): the ID copy wins.
+  // Bodies repeat (list digests, spam campaigns resent; spam-1 and spam-2
+  // share messages): only the first copy is kept, an ID copy before an OOD one.
+  // Of 4400 ID messages 4290 remain, of 1646 OOD messages 1367.
   std::unordered_set<std::string> seen;
   drop_seen_texts(in_distribution, seen);
   drop_seen_texts(task.ood, seen);
