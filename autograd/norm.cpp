@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "autograd/fastmath.h"
 #include "autograd/ops.h"
 
 namespace ta {
@@ -80,9 +81,10 @@ Tensor layernorm(const Tensor& x, const Tensor& weight, const Tensor& bias, floa
 static float log_sum_exp(const float* row, int n) {
   float max = -std::numeric_limits<float>::infinity();
   for (int i = 0; i < n; i++) max = std::max(max, row[i]);
-  double total = 0;
-  for (int i = 0; i < n; i++) total += std::exp(row[i] - max);
-  return max + static_cast<float>(std::log(total));
+  float total = 0;
+#pragma omp simd reduction(+ : total)
+  for (int i = 0; i < n; i++) total += exp_fast(row[i] - max);
+  return max + std::log(total);
 }
 
 // softmax: y = exp(x - lse); backward dx = y · (dy - sum(dy · y)).
@@ -92,7 +94,7 @@ Tensor softmax(const Tensor& x) {
   Tensor out = Tensor::empty(x.shape());
   for (int64_t r = 0; r < rows; r++) {
     float lse = log_sum_exp(x.data() + r * C, C);
-    for (int c = 0; c < C; c++) out.data()[r * C + c] = std::exp(x.data()[r * C + c] - lse);
+    for (int c = 0; c < C; c++) out.data()[r * C + c] = exp_fast(x.data()[r * C + c] - lse);
   }
   if (!needs_grad({&x})) return out;
   Node* out_node = out.node();  // the closure lives in this node, so a raw pointer is safe
@@ -127,7 +129,7 @@ Tensor log_softmax(const Tensor& x) {
     for (int64_t r = 0; r < rows; r++) {
       float total = 0;
       for (int c = 0; c < C; c++) total += dy[r * C + c];
-      for (int c = 0; c < C; c++) dx[r * C + c] += dy[r * C + c] - std::exp(y[r * C + c]) * total;
+      for (int c = 0; c < C; c++) dx[r * C + c] += dy[r * C + c] - exp_fast(y[r * C + c]) * total;
     }
   });
   return out;
@@ -171,7 +173,8 @@ Tensor cross_entropy(const Tensor& logits, const std::vector<int>& targets, int 
     for (int64_t r = 0; r < rows; r++) {
       if (targets[r] == ignore_index) continue;
       const float l = lse.data()[r];
-      for (int v = 0; v < V; v++) dz[r * V + v] += g * std::exp(z[r * V + v] - l);
+#pragma omp simd
+      for (int v = 0; v < V; v++) dz[r * V + v] += g * exp_fast(z[r * V + v] - l);
       dz[r * V + targets[r]] -= g;
     }
   });

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "autograd/fastmath.h"
 #include "autograd/ops.h"
 
 namespace ta {
@@ -144,11 +145,11 @@ Tensor gelu(const Tensor& x) {
   const float* in = x.data();
   float* y = out.data();
   const int64_t n = x.numel();
-#pragma omp parallel for schedule(static) if (n > 32768)
+#pragma omp parallel for simd schedule(static) if (n > 32768)
   for (int64_t i = 0; i < n; i++) {
     float v = in[i];
     float u = kSqrt2OverPi * (v + kGeluCubic * v * v * v);
-    y[i] = 0.5f * v * (1.0f + std::tanh(u));
+    y[i] = 0.5f * v * (1.0f + tanh_fast(u));
   }
   if (!needs_grad({&x})) return out;
   record(out, "gelu", [x](Node& o) {
@@ -157,11 +158,11 @@ Tensor gelu(const Tensor& x) {
     const float* dy = o.grad.data();
     float* dx = X.grad_or_zeros();
     const int64_t n = X.numel();
-#pragma omp parallel for schedule(static) if (n > 32768)
+#pragma omp parallel for simd schedule(static) if (n > 32768)
     for (int64_t i = 0; i < n; i++) {
       float v = in[i];
       float u = kSqrt2OverPi * (v + kGeluCubic * v * v * v);
-      float t = std::tanh(u);
+      float t = tanh_fast(u);
       float du = kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * v * v);
       dx[i] += dy[i] * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * du);
     }

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "autograd/fastmath.h"
 #include "autograd/matmul.h"
 #include "autograd/ops.h"
 #include "tests/gradcheck.h"
@@ -245,4 +246,22 @@ TEST_CASE("gradients accumulate across backward calls (gradient accumulation)") 
   CHECK(w.grad()[1] == 8.0f);
   w.zero_grad();
   CHECK(w.grad()[0] == 0.0f);
+}
+
+TEST_CASE("fastmath: exp_fast and tanh_fast against <cmath>") {
+  double worst_exp = 0, worst_tanh = 0;
+  for (float x = -87.0f; x <= 88.0f; x += 0.01f) {
+    double ref = std::exp(static_cast<double>(x));
+    worst_exp = std::max(worst_exp, std::fabs(exp_fast(x) - ref) / ref);
+  }
+  for (float u = -20.0f; u <= 20.0f; u += 0.001f)
+    worst_tanh = std::max(worst_tanh, std::fabs(tanh_fast(u) - std::tanh(static_cast<double>(u))));
+  CHECK(worst_exp < 3e-7);
+  CHECK(worst_tanh < 2e-7);
+  CHECK(exp_fast(-INFINITY) == 0.0f);
+  CHECK(exp_fast(-100.0f) == 0.0f);
+  CHECK(std::isinf(exp_fast(100.0f)));
+  CHECK(exp_fast(0.0f) == 1.0f);
+  CHECK(tanh_fast(50.0f) == 1.0f);
+  CHECK(tanh_fast(-50.0f) == -1.0f);
 }

@@ -1,0 +1,71 @@
+// tools/cmd_eval_lm.cpp — `tinyadapt eval-lm`: mean next-token cross-entropy
+// (nats) and perplexity of a model on a text or a token file. Input longer
+// than the context is cut into consecutive windows, so each token is
+// predicted once, from at most n_positions tokens of context.
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+
+#include "data/json.h"
+#include "tools/cli.h"
+#include "tools/model_dir.h"
+
+namespace ta::cli {
+namespace {
+
+// Whitespace-separated token ids, each checked against the vocabulary.
+std::vector<int> read_token_file(const std::string& path, int vocab_size) {
+  const std::string text = read_file(path);
+  std::vector<int> ids;
+  size_t i = 0;
+  while (i < text.size()) {
+    while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) i++;
+    if (i == text.size()) break;
+    size_t start = i;
+    while (i < text.size() && !std::isspace(static_cast<unsigned char>(text[i]))) i++;
+    const std::string word = text.substr(start, i - start);
+    char* end = nullptr;
+    long id = std::strtol(word.c_str(), &end, 10);
+    if (*end != '\0' || word.empty()) throw InputError(path + ": '" + word + "' is not a token id");
+    if (id < 0 || id >= vocab_size)
+      throw InputError(path + ": token id " + word + " is outside the vocabulary [0, " + std::to_string(vocab_size) + ")");
+    ids.push_back(static_cast<int>(id));
+  }
+  return ids;
+}
+
+int run_eval_lm(Args& args) {
+  const std::string model_dir = args.required("model");
+  const std::string text_path = args.str("text", ""), tokens_path = args.str("tokens", "");
+  const bool as_json = args.flag("json");
+  args.finish();
+  if (text_path.empty() == tokens_path.empty()) throw InputError("eval-lm: give exactly one of --text FILE or --tokens FILE");
+  ModelDir m = load_model_dir(model_dir);
+  std::vector<int> ids = tokens_path.empty() ? m.tokenizer.encode(read_file(text_path), {false, text_path})
+                                             : read_token_file(tokens_path, m.model->config().vocab_size);
+  if (ids.size() < 2) throw InputError((tokens_path.empty() ? text_path : tokens_path) + ": needs at least 2 tokens");
+  LMEval e = evaluate_lm(*m.model, ids);
+  const double perplexity = std::exp(e.loss);
+  if (as_json) {
+    json::Value out = json::Value::object();
+    out.set("loss", e.loss);
+    out.set("perplexity", perplexity);
+    out.set("tokens", e.tokens);
+    std::printf("%s\n", out.dump().c_str());
+  } else {
+    std::printf("loss %.4f nats | perplexity %.2f | %lld tokens\n", e.loss, perplexity, e.tokens);
+  }
+  return 0;
+}
+
+}  // namespace
+
+static Command eval_lm_cmd{"eval-lm", "next-token loss and perplexity of a model on a text",
+                           "usage: tinyadapt eval-lm --model DIR (--text FILE | --tokens FILE) [--json]\n"
+                           "  --text FILE    UTF-8 text, encoded with the model's tokenizer\n"
+                           "  --tokens FILE  whitespace-separated token ids\n"
+                           "  --json         print {\"loss\":…, \"perplexity\":…, \"tokens\":…}",
+                           run_eval_lm};
+
+}  // namespace ta::cli

@@ -1,0 +1,56 @@
+// tools/cmd_generate.cpp — `tinyadapt generate`: continue a prompt with a
+// causal model, streaming tokens as they are chosen (KV cache on).
+#include <cstdio>
+
+#include "nn/generate.h"
+#include "tools/cli.h"
+#include "tools/model_dir.h"
+
+namespace ta::cli {
+namespace {
+
+int run_generate(Args& args) {
+  const std::string model_dir = args.required("model");
+  const std::string prompt = args.required("prompt");
+  GenerateOptions g;
+  g.max_new_tokens = static_cast<int>(args.integer("max-new", 64));
+  g.temperature = static_cast<float>(args.real("temperature", 1.0));
+  g.top_k = static_cast<int>(args.integer("top-k", 0));
+  g.seed = static_cast<uint64_t>(args.integer("seed", 1337));
+  g.use_cache = !args.flag("no-cache");
+  args.finish();
+  if (g.max_new_tokens < 0) throw InputError("--max-new must be >= 0");
+  if (g.temperature < 0) throw InputError("--temperature must be >= 0");
+  if (g.top_k < 0) throw InputError("--top-k must be >= 0");
+  ModelDir m = load_model_dir(model_dir);
+  if (!m.model->config().is_causal) throw InputError(model_dir + ": an encoder model cannot generate text");
+  std::vector<int> ids = m.tokenizer.encode(prompt, {false, "--prompt"});
+  if (ids.empty()) throw InputError("--prompt is empty");
+  const int eos = m.tokenizer.has_special("<|endoftext|>") ? m.tokenizer.special_id("<|endoftext|>") : -1;
+  // A token may end inside a UTF-8 character; its bytes are written as they
+  // come and the terminal joins them.
+  std::printf("%s", prompt.c_str());
+  g.on_token = [&](int token) {
+    if (token == eos) return false;
+    const std::string bytes = m.tokenizer.decode({token});
+    std::fwrite(bytes.data(), 1, bytes.size(), stdout);
+    std::fflush(stdout);
+    return true;
+  };
+  generate(*m.model, ids, g);
+  std::printf("\n");
+  return 0;
+}
+
+}  // namespace
+
+static Command generate_cmd{"generate", "continue a prompt with a GPT model (KV cache)",
+                            "usage: tinyadapt generate --model DIR --prompt TEXT [options]\n"
+                            "  --max-new N        tokens to generate [64]\n"
+                            "  --temperature T    0 = greedy [1.0]\n"
+                            "  --top-k K          sample among the K most likely tokens; 0 = all [0]\n"
+                            "  --seed S           sampling seed [1337]\n"
+                            "  --no-cache         recompute every position each step (for checking the cache)",
+                            run_generate};
+
+}  // namespace ta::cli

@@ -1,0 +1,193 @@
+// tools/cmd_pretrain.cpp — `tinyadapt pretrain`: train a base model from
+// scratch on a text corpus (the first stage of the adaptation story).
+//
+// GPT: next-token prediction on random windows of the corpus (nanoGPT).
+// Encoder: BERT's masked-LM objective on the same windows.
+// The tokenizer is trained on the corpus first (or read with --tokenizer).
+// The last 10% of the token stream is held out for validation. The output
+// directory holds the model (config.json + model.safetensors), the
+// tokenizer, optimizer.safetensors (to resume) and log.csv. Running the same
+// command again with a larger --steps resumes where the last run stopped.
+#include <cmath>
+#include <cstdio>
+
+#include "autograd/ops.h"
+#include "data/corpus.h"
+#include "nn/checkpoint.h"
+#include "nn/lm_data.h"
+#include "nn/progress.h"
+#include "nn/trainer.h"
+#include "tools/cli.h"
+#include "tools/model_dir.h"
+
+namespace ta::cli {
+namespace {
+
+struct PretrainArgs {
+  std::string arch, corpus, tokenizer_dir, out;
+  ModelConfig config;
+  int batch = 16, eval_batches = 8;
+  long long eval_every = 100;
+  uint64_t seed = 1337;
+  TrainerOptions train;
+};
+
+PretrainArgs parse(Args& args) {
+  PretrainArgs p;
+  p.arch = args.str("arch", "gpt");
+  if (p.arch != "gpt" && p.arch != "encoder") throw InputError("--arch must be gpt or encoder, got '" + p.arch + "'");
+  p.corpus = args.str("corpus", "sotu");
+  p.tokenizer_dir = args.str("tokenizer", "");
+  p.out = args.required("out");
+  ModelConfig& c = p.config;
+  c.vocab_size = static_cast<int>(args.integer("vocab-size", 512));
+  c.n_layer = static_cast<int>(args.integer("n-layer", 4));
+  c.n_head = static_cast<int>(args.integer("n-head", 4));
+  c.n_embd = static_cast<int>(args.integer("n-embd", 128));
+  c.n_positions = static_cast<int>(args.integer("ctx", 128));
+  c.is_causal = p.arch == "gpt";
+  c.embd_pdrop = c.resid_pdrop = static_cast<float>(args.real("dropout", 0.0));
+  p.batch = static_cast<int>(args.integer("batch", 16));
+  p.seed = static_cast<uint64_t>(args.integer("seed", 1337));
+  p.train.steps = args.integer("steps", 1000);
+  p.train.lr = static_cast<float>(args.real("lr", 1e-3));
+  p.train.min_lr = static_cast<float>(args.real("min-lr", -1.0));
+  p.train.warmup = args.integer("warmup", std::max(1LL, p.train.steps / 20));
+  p.train.grad_accum = static_cast<int>(args.integer("grad-accum", 1));
+  p.train.clip = static_cast<float>(args.real("clip", 1.0));
+  p.train.adamw.weight_decay = static_cast<float>(args.real("weight-decay", 0.1));
+  p.eval_every = args.integer("eval-every", 100);
+  p.eval_batches = static_cast<int>(args.integer("eval-batches", 8));
+  args.finish();
+  if (p.batch < 1) throw InputError("--batch must be at least 1");
+  return p;
+}
+
+std::vector<std::string> specials_for(const std::string& arch) {
+  if (arch == "gpt") return {"<|endoftext|>"};
+  return {"[PAD]", "[CLS]", "[SEP]", "[MASK]"};
+}
+
+// The tokenizer: read from --tokenizer, or trained on the corpus (byte-level
+// when the vocabulary has no room for merges).
+data::Tokenizer make_tokenizer(const PretrainArgs& p, const std::string& text) {
+  if (!p.tokenizer_dir.empty()) return data::Tokenizer::load(p.tokenizer_dir);
+  std::vector<std::string> specials = specials_for(p.arch);
+  const int merges = p.config.vocab_size - 256 - static_cast<int>(specials.size());
+  if (merges < 0)
+    throw InputError("--vocab-size " + std::to_string(p.config.vocab_size) + " leaves no room for the 256 bytes and " +
+                     std::to_string(specials.size()) + " special tokens");
+  if (merges == 0) return data::Tokenizer::byte_level(specials);
+  std::fprintf(stderr, "pretrain: training a BPE tokenizer of %d tokens on %zu bytes\n", p.config.vocab_size, text.size());
+  return data::train_bpe(text, p.config.vocab_size, specials, p.corpus);
+}
+
+// One micro-batch's loss: next-token for the GPT, masked-LM for the encoder.
+MicroBatch pretrain_loss(const GPT& model, const data::Tokenizer& tok, const std::vector<int>& tokens, int B,
+                         Rng& rng) {
+  const ModelConfig& c = model.config();
+  TokenBatch batch = sample_windows(tokens, B, c.n_positions, rng);
+  if (c.is_causal) return {model.loss(batch.inputs, batch.targets, B, c.n_positions), static_cast<long long>(B) * c.n_positions};
+  std::vector<int> specials;
+  for (auto& s : tok.specials()) specials.push_back(tok.special_id(s));
+  MaskedTokens masked = mask_tokens(batch.inputs, tok.vocab_size(), tok.special_id("[MASK]"), specials, rng);
+  return {model.loss(masked.inputs, masked.targets, B, c.n_positions), static_cast<long long>(B) * c.n_positions};
+}
+
+// Validation loss on a fixed set of windows (the same every evaluation).
+float validation_loss(const GPT& model, const data::Tokenizer& tok, const std::vector<int>& val, int B, int batches,
+                      uint64_t seed) {
+  NoGradGuard no_grad;
+  double total = 0;
+  for (int i = 0; i < batches; i++) {
+    Rng rng = step_rng(seed ^ 0x5EEDull, -1 - i);
+    total += pretrain_loss(model, tok, val, B, rng).loss.item();
+  }
+  return static_cast<float>(total / batches);
+}
+
+ModelDir fresh_model(PretrainArgs& p, const std::string& text) {
+  data::Tokenizer tok = make_tokenizer(p, text);
+  p.config.vocab_size = std::max(p.config.vocab_size, tok.vocab_size());
+  p.config.validate("pretrain");
+  return ModelDir{std::make_unique<GPT>(p.config, p.seed), std::move(tok)};
+}
+
+void save_all(const GPT& model, const data::Tokenizer& tok, const Trainer& trainer, const std::string& dir) {
+  trainer.save_state(dir);  // first the optimiser, then the model: see issue notes on resume
+  save_model_dir(model, tok, dir);
+}
+
+int run_pretrain(Args& args) {
+  PretrainArgs p = parse(args);
+  const std::string text = data::corpus_text(p.corpus);
+  const bool resume = file_exists(p.out + "/optimizer.safetensors") && file_exists(p.out + "/config.json");
+  ModelDir state = resume ? load_model_dir(p.out) : fresh_model(p, text);
+  GPT* model = state.model.get();
+  const data::Tokenizer& tok = state.tokenizer;
+  std::vector<int> tokens = tok.encode(text, {false, p.corpus});
+  const size_t n_val = tokens.size() / 10;
+  const int T = model->config().n_positions;
+  if (tokens.size() - n_val < static_cast<size_t>(T + 1) || n_val < static_cast<size_t>(T + 1))
+    throw InputError(p.corpus + ": " + std::to_string(tokens.size()) + " tokens are too few for --ctx " + std::to_string(T));
+  std::vector<int> val(tokens.end() - static_cast<long>(n_val), tokens.end());
+  tokens.resize(tokens.size() - n_val);
+
+  std::vector<OptimParam> params;
+  for (auto& [name, t] : model->named_parameters()) params.push_back({name, t, default_weight_decay(name, t)});
+  Trainer trainer(params, p.train);
+  long long start = resume ? trainer.load_state(p.out) : 0;
+  make_dirs(p.out);
+  std::fprintf(stderr, "pretrain: %s, %lld parameters, %zu train / %zu val tokens, steps %lld..%lld\n", p.arch.c_str(),
+               static_cast<long long>(model->count_parameters()), tokens.size(), val.size(), start, p.train.steps);
+
+  CsvLog log(p.out + "/log.csv", {"step", "loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s", "val_loss"});
+  Progress progress("pretrain", p.train.steps, start, 10);
+  install_interrupt_handler();
+  for (long long step = start; step < p.train.steps; step++) {
+    Rng rng = step_rng(p.seed, step);
+    const double step_start = progress.elapsed_seconds();
+    StepStats s = trainer.step(step, [&](int) { return pretrain_loss(*model, tok, tokens, p.batch, rng); });
+    progress.update(step, s.loss, s.tokens);
+    bool last = step + 1 == p.train.steps, eval = p.eval_every > 0 && ((step + 1) % p.eval_every == 0 || last);
+    std::string val_text;
+    if (eval) {
+      float vl = validation_loss(*model, tok, val, p.batch, p.eval_batches, p.seed);
+      val_text = std::to_string(vl);
+      progress.note("step " + std::to_string(step + 1) + ": val loss " + val_text);
+      save_all(*model, tok, trainer, p.out);
+    }
+    const double step_seconds = progress.elapsed_seconds() - step_start;
+    log.row({std::to_string(step + 1), std::to_string(s.loss), std::to_string(s.lr), std::to_string(s.grad_norm),
+             std::to_string(static_cast<double>(s.tokens) / std::max(step_seconds, 1e-9)),
+             std::to_string(progress.elapsed_seconds()), val_text});
+    if (interrupted()) {
+      progress.note("interrupted: saving at step " + std::to_string(step + 1));
+      save_all(*model, tok, trainer, p.out);
+      return 130;
+    }
+  }
+  progress.finish();
+  save_all(*model, tok, trainer, p.out);
+  std::fprintf(stderr, "pretrain: saved %s\n", p.out.c_str());
+  return 0;
+}
+
+}  // namespace
+
+static Command pretrain_cmd{
+    "pretrain", "train a base model (GPT or encoder) from scratch on a corpus",
+    "usage: tinyadapt pretrain --out DIR [options]\n"
+    "  --arch gpt|encoder     GPT-2 (next token) or the bidirectional encoder (masked LM) [gpt]\n"
+    "  --corpus sotu|FILE     the built-in SOTU corpus (run `make data` first) or a UTF-8 text file [sotu]\n"
+    "  --tokenizer DIR        reuse a tokenizer instead of training one on the corpus\n"
+    "  --vocab-size N         tokenizer size incl. 256 bytes and special tokens; 257 = bytes only [512]\n"
+    "  --n-layer L --n-head H --n-embd C --ctx T    model shape [4, 4, 128, 128]\n"
+    "  --batch B --steps S --lr X --min-lr X --warmup N --grad-accum N --clip X --weight-decay X --dropout P\n"
+    "                         training [16, 1000, 1e-3, lr/10, steps/20, 1, 1.0, 0.1, 0]\n"
+    "  --eval-every N --eval-batches N   validation loss and a checkpoint every N steps [100, 8]\n"
+    "  --seed S               initialisation and batch sampling [1337]\n"
+    "Running it again on the same --out resumes from the last checkpoint.",
+    run_pretrain};
+
+}  // namespace ta::cli
