@@ -80,6 +80,10 @@ class Tokenizer {
   // not UTF-8, or already an ordinary token.
   int add_special(const std::string& text);
 
+  // Text -> ids: special tokens are cut out first (if matched), the rest is
+  // cut into GPT-2 chunks, and each chunk's bytes are merged by rank.
+  // InputError naming options.source if `text` is not UTF-8. Safe to call
+  // from several threads at once (the chunk memo lives for one call).
   std::vector<int> encode(const std::string& text, const EncodeOptions& options = {}) const;
   // Concatenates the tokens' bytes (which need not be valid UTF-8 if `ids` is
   // a cut of a longer sequence). InputError for an id outside [0, vocab_size).
