@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "autograd/attention_reference.h"
+#include "autograd/fastmath.h"
 #include "autograd/matmul.h"
 #include "autograd/ops.h"
 
@@ -127,20 +128,24 @@ HeadMatrices<Float> head_matrices(const AttentionDims& d, Float* qkv, Float* pre
 // allows (null: all); every other entry of the row becomes 0. A row with no
 // visible key becomes all zeros, so its query outputs zeros.
 void masked_softmax_row(float* row, int visible_end, int n_keys, const uint8_t* mask) {
-  float max_score = -INFINITY;  // over the visible keys only
-  for (int s = 0; s < visible_end; s++)
-    if (!mask || mask[s]) max_score = std::max(max_score, row[s]);
+  if (mask)
+    for (int s = 0; s < visible_end; s++)
+      if (!mask[s]) row[s] = -INFINITY;  // exp_fast(-inf) = 0: a hidden key gets no weight
+  float max_score = -INFINITY;
+#pragma omp simd reduction(max : max_score)
+  for (int s = 0; s < visible_end; s++) max_score = std::max(max_score, row[s]);
   if (max_score == -INFINITY) {
     std::fill(row, row + n_keys, 0.0f);
     return;
   }
   float total = 0.0f;
+#pragma omp simd reduction(+ : total)
   for (int s = 0; s < visible_end; s++) {
-    float weight = (!mask || mask[s]) ? std::exp(row[s] - max_score) : 0.0f;
-    row[s] = weight;
-    total += weight;
+    row[s] = exp_fast(row[s] - max_score);
+    total += row[s];
   }
-  float inverse_total = 1.0f / total;
+  const float inverse_total = 1.0f / total;
+#pragma omp simd
   for (int s = 0; s < visible_end; s++) row[s] *= inverse_total;
   std::fill(row + visible_end, row + n_keys, 0.0f);
 }
@@ -173,7 +178,9 @@ void head_forward(const AttentionDims& d, const HeadMatrices<const float>& in, c
 // rowsum(d_att ⊙ att)). Overwrites d_att (one row, n entries) with d_scores.
 void softmax_backward_row(const float* att, float* d_att, int n) {
   float weighted_sum = 0.0f;
+#pragma omp simd reduction(+ : weighted_sum)
   for (int s = 0; s < n; s++) weighted_sum += d_att[s] * att[s];
+#pragma omp simd
   for (int s = 0; s < n; s++) d_att[s] = att[s] * (d_att[s] - weighted_sum);
 }
 
