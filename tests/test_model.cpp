@@ -510,3 +510,114 @@ TEST_CASE("model sampling: greedy, top-k and temperature") {
   CHECK(counts[3] == 0);
   CHECK(counts[1] / 4000.0 == doctest::Approx(1.0 / (1.0 + std::exp(-0.1))).epsilon(0.05));
 }
+
+TEST_CASE("model extension points: Linear output_delta, sublayer hooks, frozen weights get no gradient") {
+  GPT model(small_config(true), 10);
+  Rng rng(6);
+  std::vector<int> ids = random_ids(10, 101, rng), targets = random_ids(10, 101, rng);
+  std::vector<float> base = logits_of(model, ids, 2, 5);
+
+  // A delta x @ D on c_attn equals adding D to its weight (what a LoRA merge does).
+  Linear& c_attn = find_linear(model, "h.1.attn.c_attn");
+  Tensor delta = random_leaf({24, 72}, rng, 0.05f);
+  c_attn.output_delta = [&](const Tensor& x, const ForwardOptions&) { return matmul(x, delta); };
+  std::vector<float> with_delta = logits_of(model, ids, 2, 5);
+  CHECK(max_relative_diff(with_delta, base) > 1e-3f);
+  c_attn.output_delta = nullptr;
+  std::vector<float> weight = c_attn.weight.to_vector();
+  for (size_t i = 0; i < weight.size(); i++) c_attn.weight.data()[i] += delta.data()[i];
+  CHECK(max_relative_diff(logits_of(model, ids, 2, 5), with_delta) < 1e-5f);
+  std::copy(weight.begin(), weight.end(), c_attn.weight.data());
+
+  // Sublayer hooks: identity changes nothing; an adapter h + up(relu(down h)) gets gradients.
+  Block& block = model.block(0);
+  block.attention_output_hook = [](const Tensor& h, const ForwardOptions&) { return h; };
+  CHECK(logits_of(model, ids, 2, 5) == base);
+  Tensor down = random_leaf({24, 4}, rng, 0.1f), up = random_leaf({4, 24}, rng, 0.1f);
+  std::vector<int> tags_seen;
+  block.mlp_output_hook = [&](const Tensor& h, const ForwardOptions& options) {
+    tags_seen = options.row_tags;
+    return add(h, matmul(relu(matmul(h, down)), up));
+  };
+  model.freeze_all();
+  ForwardOptions options;
+  options.row_tags = {3, 4};
+  backward(model.loss(ids, targets, 2, 5, options));
+  CHECK(tags_seen == std::vector<int>{3, 4});
+  CHECK(down.has_grad());
+  CHECK(up.has_grad());
+  for (auto& [name, tensor] : model.named_parameters()) {
+    INFO(name);
+    CHECK_FALSE(tensor.has_grad());
+  }
+}
+
+TEST_CASE("model pooling: last real token, first token, masked mean, after an input prefix") {
+  GPT model(small_config(true), 11);
+  Rng rng(7);
+  std::vector<int> ids = random_ids(8, 101, rng);
+  ForwardOptions options;
+  options.input_prefix = random_leaf({2, 24}, rng, 0.3f);
+  options.padding_mask = {1, 1, 1, 1, 1, 1, 0, 0};
+  NoGradGuard no_grad;
+  Tensor hidden = model.forward(ids, 2, 4, options);  // (2, 2+4, 24)
+  std::vector<float> h = hidden.to_vector();
+  auto row = [&](int b, int t) { return std::vector<float>(h.begin() + (b * 6 + t) * 24, h.begin() + (b * 6 + t + 1) * 24); };
+  std::vector<float> last = model.pool(hidden, 2, 4, Pooling::LastToken, options).to_vector();
+  CHECK(std::vector<float>(last.begin(), last.begin() + 24) == row(0, 5));
+  CHECK(std::vector<float>(last.begin() + 24, last.end()) == row(1, 3));
+  std::vector<float> first = model.pool(hidden, 2, 4, Pooling::FirstToken, options).to_vector();
+  CHECK(std::vector<float>(first.begin() + 24, first.end()) == row(1, 2));
+  std::vector<float> mean = model.pool(hidden, 2, 4, Pooling::Mean, options).to_vector();
+  for (int c = 0; c < 24; c++) CHECK(mean[static_cast<size_t>(24 + c)] == doctest::Approx((row(1, 2)[c] + row(1, 3)[c]) / 2));
+  CHECK(model.default_pooling() == Pooling::LastToken);
+}
+
+TEST_CASE("model masked LM: BERT's 15% with 80/10/10, specials untouched, seeded") {
+  Rng data_rng(8);
+  std::vector<int> ids = random_ids(40000, 1000, data_rng);
+  for (size_t i = 0; i < ids.size(); i += 10) ids[i] = 0;  // special (e.g. padding)
+  Rng rng(9), same(9);
+  MaskedTokens m = mask_tokens(ids, 1000, 1, {0}, rng);
+  CHECK(mask_tokens(ids, 1000, 1, {0}, same).inputs == m.inputs);
+  int chosen = 0, masked = 0, kept = 0;
+  for (size_t i = 0; i < ids.size(); i++) {
+    if (ids[i] == 0) {
+      CHECK(m.targets[i] == -100);
+      CHECK(m.inputs[i] == 0);
+      continue;
+    }
+    if (m.targets[i] == -100) {
+      CHECK(m.inputs[i] == ids[i]);
+      continue;
+    }
+    CHECK(m.targets[i] == ids[i]);
+    chosen++;
+    masked += m.inputs[i] == 1;
+    kept += m.inputs[i] == ids[i];
+  }
+  CHECK(chosen / 36000.0 == doctest::Approx(0.15).epsilon(0.05));
+  CHECK(masked / static_cast<double>(chosen) == doctest::Approx(0.8).epsilon(0.03));
+  CHECK(kept / static_cast<double>(chosen) == doctest::Approx(0.1).epsilon(0.15));
+}
+
+TEST_CASE("model config: config.json round trip, Hugging Face defaults, validation messages") {
+  ModelConfig config = small_config(false);
+  config.embd_pdrop = 0.1f;
+  ModelConfig back = config_from_json(json::parse(config_to_json(config).dump()), "config.json");
+  CHECK(back.vocab_size == 101);
+  CHECK(back.n_embd == 24);
+  CHECK(back.is_causal == false);
+  CHECK(back.embd_pdrop == 0.1f);
+  // A Hugging Face gpt2 config.json (abridged): no is_causal, dropouts 0.1, attn_pdrop accepted.
+  ModelConfig hf = config_from_json(json::parse(R"({"activation_function": "gelu_new", "attn_pdrop": 0.1,
+      "n_ctx": 1024, "n_embd": 768, "n_head": 12, "n_layer": 12, "n_positions": 1024, "vocab_size": 50257,
+      "layer_norm_epsilon": 1e-05, "model_type": "gpt2"})"), "config.json");
+  CHECK(hf.is_causal);
+  CHECK(hf.resid_pdrop == doctest::Approx(0.1f));
+  hf.validate("config.json");
+  ModelConfig bad = small_config(true);
+  bad.n_embd = 50;
+  CHECK_THROWS_WITH_AS(bad.validate("config.json"), "config.json: n_embd 50 is not divisible by n_head 3", InputError);
+  CHECK_THROWS_AS(GPT{bad}, InputError);
+}
