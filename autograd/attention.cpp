@@ -291,7 +291,8 @@ Tensor attention(const Tensor& qkv, const AttentionOptions& options) {
           head_matrices(d, qkv.data(), prefix_keys_data, prefix_values_data, b, h, d.prefix_per_row ? b : 0);
       int64_t att_index = recording ? static_cast<int64_t>(b) * H + h : omp_get_thread_num();
       float* head_att = att.data() + att_index * T * L;
-      const uint8_t* mask_row = options.key_mask.empty() ? nullptr : options.key_mask.data() + static_cast<int64_t>(b) * L;
+      const uint8_t* mask_row =
+          options.key_mask.empty() ? nullptr : options.key_mask.data() + static_cast<int64_t>(b) * L;  // (P+T)
       float* out_head = out.data() + static_cast<int64_t>(b) * T * d.C + static_cast<int64_t>(h) * d.head_size;
       head_forward(d, in, mask_row, head_att, out_head);
     }
@@ -304,93 +305,142 @@ Tensor attention(const Tensor& qkv, const AttentionOptions& options) {
 }
 
 // ---------------------------------------------------------------------------
-// The reference: the equations at the top of this file as naive loops, in
-// double where it sums. Every output and every gradient entry is computed on
-// its own, so a wrong stride or a race in the fused kernel shows up as a
-// mismatch against it.
+// The reference: the equations at the top of this file as naive loops over
+// (b, h, t), summing in double; no BLAS, no threads, no blocking. Every output
+// and gradient entry is computed on its own, so a wrong stride, block bound or
+// race in the fused kernel shows up as a mismatch against it.
+
+namespace {
+
+// Query t of batch row b, head h (hs floats), in qkv or in its gradient.
+template <typename Float>
+Float* reference_query(const AttentionDims& d, Float* qkv, int b, int h, int t) {
+  return qkv + (static_cast<int64_t>(b) * d.T + t) * 3 * d.C + static_cast<int64_t>(h) * d.head_size;
+}
+
+// Key (section 1) or value (section 2) number s of batch row b, head h: prefix
+// row s when s < P, else sequence position s - P. Works on the inputs and on
+// their gradients alike.
+template <typename Float>
+Float* reference_key_or_value(const AttentionDims& d, Float* qkv, Float* prefix, int section, int b, int h, int s) {
+  const int64_t column = static_cast<int64_t>(h) * d.head_size;
+  if (s < d.prefix_len)
+    return prefix + ((d.prefix_per_row ? static_cast<int64_t>(b) * d.prefix_len : 0) + s) * d.C + column;
+  return qkv + (static_cast<int64_t>(b) * d.T + s - d.prefix_len) * 3 * d.C + section * d.C + column;
+}
+
+// The gradient of key/value s, or null when its owner (qkv or the prefix) takes none.
+float* reference_gradient_of(const AttentionDims& d, float* d_qkv, float* d_prefix, int section, int b, int h, int s) {
+  float* owner = s < d.prefix_len ? d_prefix : d_qkv;
+  return owner ? reference_key_or_value(d, d_qkv, d_prefix, section, b, h, s) : nullptr;
+}
+
+bool reference_visible(const AttentionDims& d, const std::vector<uint8_t>& key_mask, int b, int t, int s) {
+  bool allowed = key_mask.empty() || key_mask[static_cast<size_t>(b) * d.n_keys + s];
+  return allowed && (!d.causal || s < d.prefix_len || s - d.prefix_len <= t);
+}
+
+struct ReferenceInputs {  // data pointers; the prefix ones null when absent
+  const float* qkv;
+  const float* prefix_keys;
+  const float* prefix_values;
+};
+
+struct ReferenceGradients {  // null where no gradient is wanted
+  float* qkv;
+  float* prefix_keys;
+  float* prefix_values;
+};
+
+// Query t of batch row b, head h: its attention row att_row (P+T) and output y
+// (hs), both zero on entry.
+void reference_forward_query(const AttentionDims& d, const ReferenceInputs& in, const std::vector<uint8_t>& key_mask,
+                             int b, int h, int t, float* att_row, float* y) {
+  const float* q = reference_query(d, in.qkv, b, h, t);
+  std::vector<double> score(d.n_keys, -INFINITY);
+  double max_score = -INFINITY;
+  for (int s = 0; s < d.n_keys; s++) {
+    if (!reference_visible(d, key_mask, b, t, s)) continue;
+    const float* k = reference_key_or_value(d, in.qkv, in.prefix_keys, 1, b, h, s);
+    double dot = 0;
+    for (int i = 0; i < d.head_size; i++) dot += static_cast<double>(q[i]) * k[i];
+    score[s] = dot * d.scale;
+    max_score = std::max(max_score, score[s]);
+  }
+  if (max_score == -INFINITY) return;  // no visible key: att and y stay 0
+  double total = 0;
+  for (int s = 0; s < d.n_keys; s++) total += std::exp(score[s] - max_score);
+  for (int s = 0; s < d.n_keys; s++) att_row[s] = static_cast<float>(std::exp(score[s] - max_score) / total);
+  for (int i = 0; i < d.head_size; i++) {
+    double acc = 0;
+    for (int s = 0; s < d.n_keys; s++)
+      acc += static_cast<double>(att_row[s]) * reference_key_or_value(d, in.qkv, in.prefix_values, 2, b, h, s)[i];
+    y[i] = static_cast<float>(acc);
+  }
+}
+
+// Adds query t's share of every gradient, given dy (hs) and its saved att_row.
+void reference_backward_query(const AttentionDims& d, const ReferenceInputs& in, const ReferenceGradients& grad,
+                              int b, int h, int t, const float* att_row, const float* dy) {
+  // y = Σ_s att[s] v_s  ->  d_att[s] = dy · v_s,  dv_s += att[s] dy
+  std::vector<double> d_att(d.n_keys, 0.0);
+  double weighted_sum = 0;
+  for (int s = 0; s < d.n_keys; s++) {
+    const float* v = reference_key_or_value(d, in.qkv, in.prefix_values, 2, b, h, s);
+    for (int i = 0; i < d.head_size; i++) d_att[s] += static_cast<double>(dy[i]) * v[i];
+    weighted_sum += d_att[s] * att_row[s];
+    if (float* dv = reference_gradient_of(d, grad.qkv, grad.prefix_values, 2, b, h, s))
+      for (int i = 0; i < d.head_size; i++) dv[i] += att_row[s] * dy[i];
+  }
+  // att = softmax(scores), scores[s] = scale · q · k_s
+  const float* q = reference_query(d, in.qkv, b, h, t);
+  for (int s = 0; s < d.n_keys; s++) {
+    float d_score = static_cast<float>(att_row[s] * (d_att[s] - weighted_sum)) * d.scale;
+    const float* k = reference_key_or_value(d, in.qkv, in.prefix_keys, 1, b, h, s);
+    if (grad.qkv) {
+      float* dq = reference_query(d, grad.qkv, b, h, t);
+      for (int i = 0; i < d.head_size; i++) dq[i] += d_score * k[i];
+    }
+    if (float* dk = reference_gradient_of(d, grad.qkv, grad.prefix_keys, 1, b, h, s))
+      for (int i = 0; i < d.head_size; i++) dk[i] += d_score * q[i];
+  }
+}
+
+ReferenceInputs reference_inputs(const Tensor& qkv, const Tensor& prefix_keys, const Tensor& prefix_values) {
+  auto data_of = [](const Tensor& t) -> const float* { return t.defined() ? t.data() : nullptr; };
+  return {qkv.data(), data_of(prefix_keys), data_of(prefix_values)};
+}
+
+}  // namespace
 
 Tensor attention_reference(const Tensor& qkv, const AttentionOptions& options) {
   const AttentionDims d = check_attention_inputs(qkv, options, "attention_reference");
-  const int B = d.B, H = d.n_head, T = d.T, C = d.C, P = d.prefix_len, L = d.n_keys, hs = d.head_size;
+  const int B = d.B, H = d.n_head, T = d.T, C = d.C, L = d.n_keys, hs = d.head_size;
   const Tensor& prefix_keys = options.prefix_keys;
   const Tensor& prefix_values = options.prefix_values;
-  const std::vector<uint8_t> key_mask = options.key_mask;
-  auto visible = [=](int b, int t, int s) {
-    bool allowed = key_mask.empty() || key_mask[static_cast<size_t>(b) * L + s];
-    return allowed && (!d.causal || s < P || s - P <= t);
-  };
-  // Key (or value) s of batch row b, head h: prefix row s when s < P, else
-  // sequence position s - P. Works on the inputs and on their gradients alike.
-  auto row = [=](auto* qkv_base, auto* prefix_base, int section, int b, int h, int s) {
-    if (s < P) return prefix_base + ((d.prefix_per_row ? static_cast<int64_t>(b) * P : 0) + s) * C + h * hs;
-    return qkv_base + (static_cast<int64_t>(b) * T + s - P) * 3 * C + section * C + h * hs;
-  };
-  auto data_of = [](const Tensor& t) { return t.defined() ? t.data() : nullptr; };
-
-  Tensor out = Tensor::zeros({B, T, C});   // (B,T,C)
+  const ReferenceInputs in = reference_inputs(qkv, prefix_keys, prefix_values);
+  Tensor out = Tensor::zeros({B, T, C});     // (B,T,C)
   Tensor att = Tensor::zeros({B, H, T, L});  // (B,H,T,P+T)
   for (int b = 0; b < B; b++)
     for (int h = 0; h < H; h++)
-      for (int t = 0; t < T; t++) {
-        const float* q = qkv.data() + (static_cast<int64_t>(b) * T + t) * 3 * C + h * hs;
-        float* a = att.data() + ((static_cast<int64_t>(b) * H + h) * T + t) * L;
-        std::vector<double> score(L, -INFINITY);
-        double max_score = -INFINITY;
-        for (int s = 0; s < L; s++) {
-          if (!visible(b, t, s)) continue;
-          const float* k = row(qkv.data(), data_of(prefix_keys), 1, b, h, s);
-          double dot = 0;
-          for (int i = 0; i < hs; i++) dot += static_cast<double>(q[i]) * k[i];
-          score[s] = dot * d.scale;
-          max_score = std::max(max_score, score[s]);
-        }
-        if (max_score == -INFINITY) continue;  // no visible key: att and y stay 0
-        double total = 0;
-        for (int s = 0; s < L; s++) total += std::exp(score[s] - max_score);
-        for (int s = 0; s < L; s++) a[s] = static_cast<float>(std::exp(score[s] - max_score) / total);
-        float* y = out.data() + (static_cast<int64_t>(b) * T + t) * C + h * hs;
-        for (int i = 0; i < hs; i++) {
-          double acc = 0;
-          for (int s = 0; s < L; s++) acc += static_cast<double>(a[s]) * row(qkv.data(), data_of(prefix_values), 2, b, h, s)[i];
-          y[i] = static_cast<float>(acc);
-        }
-      }
+      for (int t = 0; t < T; t++)
+        reference_forward_query(d, in, options.key_mask, b, h, t,
+                                att.data() + ((static_cast<int64_t>(b) * H + h) * T + t) * L,
+                                out.data() + (static_cast<int64_t>(b) * T + t) * C + h * hs);
   if (!needs_grad({&qkv, &prefix_keys, &prefix_values})) return out;
 
-  record(out, "attention_reference", [=](Node& node) {
-    const float* d_out = node.grad.data();
-    auto grad_of = [](const Tensor& t) { return t.defined() && t.requires_grad() ? t.node()->grad_or_zeros() : nullptr; };
-    float* d_qkv = grad_of(qkv);
-    float* d_prefix_keys = grad_of(prefix_keys);
-    float* d_prefix_values = grad_of(prefix_values);
-    for (int b = 0; b < B; b++)
-      for (int h = 0; h < H; h++)
-        for (int t = 0; t < T; t++) {
-          const float* q = qkv.data() + (static_cast<int64_t>(b) * T + t) * 3 * C + h * hs;
-          const float* a = att.data() + ((static_cast<int64_t>(b) * H + h) * T + t) * L;
-          const float* dy = d_out + (static_cast<int64_t>(b) * T + t) * C + h * hs;
-          std::vector<double> d_att(L, 0.0);
-          double weighted_sum = 0;
-          for (int s = 0; s < L; s++) {
-            const float* v = row(qkv.data(), data_of(prefix_values), 2, b, h, s);
-            for (int i = 0; i < hs; i++) d_att[s] += static_cast<double>(dy[i]) * v[i];
-            weighted_sum += d_att[s] * a[s];
-            float* dv = s < P ? (d_prefix_values ? row(d_qkv, d_prefix_values, 2, b, h, s) : nullptr)
-                              : (d_qkv ? row(d_qkv, d_prefix_values, 2, b, h, s) : nullptr);
-            if (dv)
-              for (int i = 0; i < hs; i++) dv[i] += a[s] * dy[i];
-          }
-          for (int s = 0; s < L; s++) {
-            float d_score = static_cast<float>(a[s] * (d_att[s] - weighted_sum)) * d.scale;
-            const float* k = row(qkv.data(), data_of(prefix_keys), 1, b, h, s);
-            if (d_qkv)
-              for (int i = 0; i < hs; i++) d_qkv[(static_cast<int64_t>(b) * T + t) * 3 * C + h * hs + i] += d_score * k[i];
-            float* dk = s < P ? (d_prefix_keys ? row(d_qkv, d_prefix_keys, 1, b, h, s) : nullptr)
-                              : (d_qkv ? row(d_qkv, d_prefix_keys, 1, b, h, s) : nullptr);
-            if (dk)
-              for (int i = 0; i < hs; i++) dk[i] += d_score * q[i];
-          }
-        }
+  record(out, "attention_reference", [d, qkv, prefix_keys, prefix_values, att](Node& node) {
+    auto grad_of = [](const Tensor& t) {
+      return t.defined() && t.requires_grad() ? t.node()->grad_or_zeros() : nullptr;
+    };
+    const ReferenceInputs in = reference_inputs(qkv, prefix_keys, prefix_values);
+    const ReferenceGradients grad{grad_of(qkv), grad_of(prefix_keys), grad_of(prefix_values)};
+    for (int b = 0; b < d.B; b++)
+      for (int h = 0; h < d.n_head; h++)
+        for (int t = 0; t < d.T; t++)
+          reference_backward_query(d, in, grad, b, h, t,
+                                   att.data() + ((static_cast<int64_t>(b) * d.n_head + h) * d.T + t) * d.n_keys,
+                                   node.grad.data() + (static_cast<int64_t>(b) * d.T + t) * d.C + h * d.head_size);
   });
   return out;
 }
