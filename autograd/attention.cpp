@@ -190,7 +190,7 @@ void head_backward(const AttentionDims& d, const HeadMatrices<const float>& in, 
                    const float* dy_head, const HeadMatrices<float>& grad, float* d_att) {
   const int P = d.prefix_len, L = d.n_keys, hs = d.head_size, ld_qkv = 3 * d.C, C = d.C;
   const int block = d.causal ? kCausalBlock : d.T;
-  const bool need_d_scores = grad.query || grad.prefix_key;
+  const bool need_d_scores = grad.query || grad.key || grad.prefix_key;
   for (int t0 = 0; t0 < d.T; t0 += block) {
     const int rows = std::min(block, d.T - t0);
     const int own_keys = d.causal ? t0 + rows : d.T;
@@ -210,8 +210,8 @@ void head_backward(const AttentionDims& d, const HeadMatrices<const float>& in, 
       float* d_query = grad.query + static_cast<int64_t>(t0) * ld_qkv;
       sgemm(false, false, rows, hs, P, d.scale, d_att, L, in.prefix_key, C, 1.0f, d_query, ld_qkv);
       sgemm(false, false, rows, hs, own_keys, d.scale, d_att + P, L, in.key, ld_qkv, 1.0f, d_query, ld_qkv);
-      sgemm(true, false, own_keys, hs, rows, d.scale, d_att + P, L, query, ld_qkv, 1.0f, grad.key, ld_qkv);
     }
+    if (grad.key) sgemm(true, false, own_keys, hs, rows, d.scale, d_att + P, L, query, ld_qkv, 1.0f, grad.key, ld_qkv);
     if (grad.prefix_key) sgemm(true, false, P, hs, rows, d.scale, d_att, L, query, ld_qkv, 1.0f, grad.prefix_key, C);
   }
 }
