@@ -227,6 +227,44 @@ TEST_CASE("attention: KV cache — a chunk at a time equals the whole sequence a
           CHECK(std::fabs(got - expected[(b * T + t) * C + i]) <= 1e-5f);
         }
   }
+  SUBCASE("a shared prefix and a key mask, then the cache") {
+    // The whole sequence sees a trained (P,C) prefix under a padding mask. The
+    // cache for the second chunk is [prefix ; k, v of the first chunk] per row,
+    // so its keys come in the same order as the whole call's and the same
+    // mask applies; the first chunk uses the mask's first P+T1 columns.
+    const int P = 3, T1 = 6;
+    Tensor prefix_keys = random_tensor({P, C}, rng), prefix_values = random_tensor({P, C}, rng);
+    AttentionOptions prefixed = whole;
+    prefixed.prefix_keys = prefix_keys;
+    prefixed.prefix_values = prefix_values;
+    prefixed.key_mask = padding_mask(B, P, T);
+    std::vector<float> want = attention(qkv, prefixed).to_vector();
+
+    AttentionOptions first_options = prefixed;
+    first_options.key_mask.clear();
+    for (int b = 0; b < B; b++)
+      for (int s = 0; s < P + T1; s++) first_options.key_mask.push_back(prefixed.key_mask[b * (P + T) + s]);
+    Tensor first = attention(rows_of(qkv, 0, T1, 0, 3 * C), first_options);
+    AttentionOptions cached = prefixed;
+    cached.prefix_keys = Tensor::empty({B, P + T1, C});
+    cached.prefix_values = Tensor::empty({B, P + T1, C});
+    Tensor first_keys = rows_of(qkv, 0, T1, C, 2 * C), first_values = rows_of(qkv, 0, T1, 2 * C, 3 * C);
+    for (int b = 0; b < B; b++) {
+      std::memcpy(cached.prefix_keys.data() + b * (P + T1) * C, prefix_keys.data(), sizeof(float) * P * C);
+      std::memcpy(cached.prefix_values.data() + b * (P + T1) * C, prefix_values.data(), sizeof(float) * P * C);
+      std::memcpy(cached.prefix_keys.data() + (b * (P + T1) + P) * C, first_keys.data() + b * T1 * C,
+                  sizeof(float) * T1 * C);
+      std::memcpy(cached.prefix_values.data() + (b * (P + T1) + P) * C, first_values.data() + b * T1 * C,
+                  sizeof(float) * T1 * C);
+    }
+    Tensor rest = attention(rows_of(qkv, T1, T, 0, 3 * C), cached);
+    for (int b = 0; b < B; b++)
+      for (int t = 0; t < T; t++)
+        for (int i = 0; i < C; i++) {
+          float got = t < T1 ? first.data()[(b * T1 + t) * C + i] : rest.data()[(b * (T - T1) + t - T1) * C + i];
+          CHECK(std::fabs(got - want[(b * T + t) * C + i]) <= 1e-5f);
+        }
+  }
   SUBCASE("one token at a time, as generation") {
     for (int t = 0; t < T; t++) {
       AttentionOptions step = whole;
