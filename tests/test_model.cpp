@@ -9,6 +9,8 @@
 // /usr/bin/python3 imports torch. The committed fixtures in
 // tests/fixtures/parity/ (a smaller model, its batch and the reference's
 // output) are checked everywhere; TINYADAPT_UPDATE_FIXTURES=1 rewrites them.
+// For the plain GPT case the reference also trains 10 AdamW steps on the
+// batch, and our losses must follow (llm.c's first-steps regression).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -24,6 +26,7 @@
 #include "nn/checkpoint.h"
 #include "nn/generate.h"
 #include "nn/gpt.h"
+#include "nn/optim.h"
 #include "nn/safetensors.h"
 
 using namespace ta;
@@ -162,8 +165,29 @@ float compare_with_reference(GPT& model, ParityBatch& b, const std::string& expe
     CHECK(rel < 1e-4f);
     worst = std::max(worst, rel);
   }
-  CHECK(expected.size() == checked.size() + 2);  // every reference gradient was compared
+  CHECK(expected.size() == checked.size() + 2 + expected.count("losses"));  // every gradient compared
   return worst;
+}
+
+constexpr int kFirstSteps = 10;
+constexpr float kFirstStepsLr = 3e-3f;
+
+// Trains on the batch with AdamW (nanoGPT's decay groups) and compares each
+// step's loss with the reference's, as llm.c's test_gpt2.c.
+void check_first_steps(GPT& model, const ParityBatch& b, const std::vector<float>& expected_losses) {
+  REQUIRE(expected_losses.size() == static_cast<size_t>(kFirstSteps));
+  std::vector<OptimParam> params;
+  for (auto& [name, tensor] : model.named_parameters()) params.push_back({name, tensor, default_weight_decay(name, tensor)});
+  AdamW optimizer(params);
+  for (int step = 0; step < kFirstSteps; step++) {
+    optimizer.zero_grad();
+    Tensor loss = model.loss(b.ids, b.targets, b.B, b.T, b.options);
+    backward(loss);
+    optimizer.step(kFirstStepsLr);
+    INFO("step " << step);
+    CHECK(loss.item() == doctest::Approx(expected_losses[static_cast<size_t>(step)]).epsilon(1e-4));
+  }
+  CHECK(expected_losses.back() < expected_losses.front() - 0.1f);  // the steps did train
 }
 
 // The three parity cases: plain GPT, GPT with every prefix and padding, encoder.
@@ -198,6 +222,14 @@ ParityBatch make_batch(const std::string& name, const ModelConfig& config) {
   return b;
 }
 
+// compare_with_reference, then the first steps when the reference trained.
+void check_parity(GPT& model, ParityBatch& b, const std::string& expected_path, const std::string& label) {
+  float worst = compare_with_reference(model, b, expected_path);
+  MESSAGE("parity " << label << ": worst relative difference " << worst);
+  for (NamedArray& a : read_safetensors(expected_path))
+    if (a.name == "losses") check_first_steps(model, b, a.values);
+}
+
 bool torch_available() {
   static int available = std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0 ? 1 : 0;
   return available == 1;
@@ -213,9 +245,9 @@ void live_parity(const std::string& name, const ModelConfig& config, const std::
   write_batch(batch, dir + "/batch.safetensors");
   std::string command = "/usr/bin/python3 tools/reference/torch_model.py " + dir + " " + dir +
                         "/batch.safetensors " + dir + "/expected.safetensors";
+  if (name == "gpt") command += " --adamw-steps " + std::to_string(kFirstSteps) + " --lr " + std::to_string(kFirstStepsLr);
   REQUIRE(std::system(command.c_str()) == 0);
-  float worst = compare_with_reference(model, batch, dir + "/expected.safetensors");
-  MESSAGE("parity " << name << " (C=" << config.n_embd << "): worst relative difference " << worst);
+  check_parity(model, batch, dir + "/expected.safetensors", name + " (C=" + std::to_string(config.n_embd) + ")");
 }
 
 const char* kParityCases[] = {"gpt", "gpt_prefix", "encoder"};
@@ -242,8 +274,7 @@ TEST_CASE("model parity: committed fixtures from the PyTorch reference") {
     if (update) live_parity(name, small_config(name != "encoder"), dir);
     std::unique_ptr<GPT> model = load_model(dir);
     ParityBatch batch = read_batch(dir + "/batch.safetensors", model->n_layer());
-    float worst = compare_with_reference(*model, batch, dir + "/expected.safetensors");
-    MESSAGE("fixture " << name << ": worst relative difference " << worst);
+    check_parity(*model, batch, dir + "/expected.safetensors", "fixture " + name);
   }
 }
 

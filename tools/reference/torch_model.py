@@ -23,7 +23,12 @@ Everything runs in float64, so the reference is more exact than the float32
 code it checks. The safetensors reader/writer is inlined (struct + json)
 because the safetensors package is not installed with Debian's python3-torch.
 
-usage: torch_model.py MODEL_DIR BATCH.safetensors OUT.safetensors
+With --adamw-steps N --lr LR it then trains on the same batch for N steps of
+torch.optim.AdamW (betas 0.9/0.95, eps 1e-8, weight decay 0.1 on the matrices
+of matmuls only, as nanoGPT) and also writes losses (N,), the loss before each
+step: the first-steps regression of llm.c's test_gpt2.c.
+
+usage: torch_model.py MODEL_DIR BATCH.safetensors OUT.safetensors [--adamw-steps N --lr LR]
 """
 import json
 import math
@@ -121,7 +126,22 @@ class Model:
         return hidden @ self.p["wte.weight"].T  # tied LM head
 
 
-def main(model_dir, batch_path, out_path):
+def adamw_losses(params, batch_loss, steps, lr):
+    decay = [p for k, p in params.items() if p.dim() == 2 and not k.endswith(("wte.weight", "wpe.weight"))]
+    no_decay = [p for p in params.values() if all(p is not q for q in decay)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=lr, betas=(0.9, 0.95), eps=1e-8)
+    losses = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = batch_loss()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return torch.tensor(losses)
+
+
+def main(model_dir, batch_path, out_path, *options):
     torch.set_default_dtype(torch.float64)
     with open(model_dir + "/config.json") as f:
         config = json.load(f)
@@ -136,16 +156,21 @@ def main(model_dir, batch_path, out_path):
     prefixes = ([(extras[f"prefix_keys.{i}"], extras[f"prefix_values.{i}"]) for i in range(n_layer)]
                 if "prefix_keys.0" in extras else None)
 
-    logits = Model(config, params).forward(ids, padding_mask, extras.get("input_prefix"), prefixes)
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
-    loss.backward()
+    def batch_loss():
+        logits = Model(config, params).forward(ids, padding_mask, extras.get("input_prefix"), prefixes)
+        return logits, F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
 
+    logits, loss = batch_loss()
+    loss.backward()
     out = {"logits": logits, "loss": loss}
-    out.update({"grad." + k: v.grad for k, v in list(params.items()) + list(extras.items())})
+    out.update({"grad." + k: v.grad.clone() for k, v in list(params.items()) + list(extras.items())})
+    if options:
+        steps, lr = int(options[1]), float(options[3])
+        out["losses"] = adamw_losses(params, lambda: batch_loss()[1], steps, lr)
     write_safetensors(out_path, out)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
+    if len(sys.argv) not in (4, 8) or (len(sys.argv) == 8 and sys.argv[4::2] != ["--adamw-steps", "--lr"]):
         sys.exit(__doc__.strip().splitlines()[-1])
     main(*sys.argv[1:])
