@@ -16,6 +16,10 @@
 // untouched. Both files are read whole before anything is used, so saving
 // into the directory a model was loaded from is safe; each write is atomic.
 //
+// The encoder uses the same layout with "is_causal": false in config.json;
+// transformers would load it as GPT2LMHeadModel and run it causally (it has
+// no bidirectional GPT-2), so only the weights, not the behaviour, carry over.
+//
 // Not here: the tokenizer files (the command line copies them), optimiser
 // state and adapters.
 #pragma once
