@@ -132,8 +132,9 @@ void masked_softmax_row(float* row, int visible_end, int n_keys, const uint8_t* 
     for (int s = 0; s < visible_end; s++)
       if (!mask[s]) row[s] = -INFINITY;  // exp_fast(-inf) = 0: a hidden key gets no weight
   float max_score = -INFINITY;
+  // (a select rather than std::max, whose reference return keeps GCC from vectorising)
 #pragma omp simd reduction(max : max_score)
-  for (int s = 0; s < visible_end; s++) max_score = std::max(max_score, row[s]);
+  for (int s = 0; s < visible_end; s++) max_score = row[s] > max_score ? row[s] : max_score;
   if (max_score == -INFINITY) {
     std::fill(row, row + n_keys, 0.0f);
     return;
