@@ -1,0 +1,176 @@
+// adapt/adapter_dir.cpp — see adapter_dir.h.
+#include "adapt/adapter_dir.h"
+
+#include <filesystem>
+#include <set>
+
+#include "autograd/ops.h"
+#include "nn/checkpoint.h"
+
+namespace ta::adapt {
+
+int AdaptedModel::prefix_length() const {
+  NoGradGuard no_grad;
+  ForwardOptions options;
+  method->prepare(options, 1);
+  const int attention_prefix = options.prefix_keys.empty() ? 0 : options.prefix_keys[0].size(-2);
+  const int input_prefix = options.input_prefix.defined() ? options.input_prefix.size(-2) : 0;
+  return attention_prefix + input_prefix;
+}
+
+int AdaptedModel::max_text_tokens() const { return model->config().n_positions - prefix_length(); }
+
+ForwardOptions AdaptedModel::forward_options(int batch_size, Rng* dropout_rng) const {
+  ForwardOptions options;
+  method->prepare(options, batch_size);
+  options.dropout_rng = dropout_rng;
+  return options;
+}
+
+Tensor AdaptedModel::features(const Batch& batch, Rng* dropout_rng) const {
+  ForwardOptions options = forward_options(batch.B, dropout_rng);
+  options.padding_mask = batch.padding_mask;
+  Tensor hidden = model->forward(batch.ids, batch.B, batch.T, options);  // (B,k+T,C)
+  return head->features(*model, hidden, batch.B, batch.T, options);      // (B,C)
+}
+
+std::vector<OptimParam> AdaptedModel::trainable_parameters() const {
+  std::vector<OptimParam> params = method->trainable_parameters();
+  if (head)
+    for (OptimParam& p : head->trainable_parameters()) params.push_back(p);
+  return params;
+}
+
+HeadConfig resolve_head(const HeadRequest& request, const std::string& method, const ModelConfig& model,
+                        const std::vector<std::string>& label_names) {
+  HeadConfig head;
+  const bool causal = model.is_causal;
+  const bool prompt_like = method == "prompt" || method == "prefix";
+  const std::string classifier = method == "probe-mlp" ? "mlp" : "linear";
+  if (request.type.empty()) head.type = prompt_like && causal ? "verbalizer" : classifier;
+  else if (request.type == "classifier") head.type = classifier;
+  else head.type = request.type;
+  if (head.type != "linear" && head.type != "mlp" && head.type != "verbalizer")
+    throw InputError("--head must be classifier or verbalizer, got '" + request.type + "'");
+  if (head.type == "verbalizer" && !causal)
+    throw InputError("--head verbalizer needs a causal model (GPT): an encoder has no next-token logits");
+  head.pooling = request.pooling.empty() ? (causal ? Pooling::LastToken : Pooling::FirstToken) : pooling_from_name(request.pooling, "--pooling");
+  head.hidden = request.hidden;
+  head.activation = request.activation;
+  head.label_names = label_names;
+  if (!request.label_words.empty() && request.label_words.size() != label_names.size())
+    throw InputError("--label-words needs " + std::to_string(label_names.size()) + " words, one per label");
+  for (size_t i = 0; i < label_names.size(); i++) {
+    const std::string& word = request.label_words.empty() ? label_names[i] : request.label_words[i];
+    head.label_words.push_back(word.rfind(' ', 0) == 0 ? word : " " + word);
+  }
+  return head;
+}
+
+std::vector<int> verbalizer_tokens(const HeadConfig& head, const data::Tokenizer& tokenizer) {
+  std::vector<int> tokens;
+  for (const std::string& word : head.label_words) {
+    std::vector<int> ids = tokenizer.encode(word, {false, "label word '" + word + "'"});
+    if (ids.empty()) throw InputError("label word '" + word + "' is empty");
+    for (size_t i = 0; i < tokens.size(); i++)
+      if (tokens[i] == ids[0])
+        throw InputError("label words '" + head.label_words[i] + "' and '" + word +
+                         "' start with the same token: the verbalizer cannot tell them apart (use --label-words)");
+    tokens.push_back(ids[0]);
+  }
+  return tokens;
+}
+
+namespace {
+
+// The base model and its tokenizer, with the method attached (seeded).
+AdaptedModel attach_method(const std::string& model_dir, const MethodConfig& method_config,
+                           const HeadConfig* head_config, uint64_t seed) {
+  AdaptedModel a{model_dir, load_model(model_dir), data::Tokenizer::load(model_dir), 0, method_config, nullptr, nullptr};
+  if (a.tokenizer.vocab_size() > a.model->config().vocab_size)
+    throw InputError(model_dir + ": the tokenizer has more tokens than the model's vocab_size");
+  a.base_parameters = a.model->count_parameters();
+  a.method = make_method(method_config);
+  AttachContext context;
+  context.vocab_size = a.tokenizer.vocab_size();
+  if (head_config)
+    for (const std::string& word : head_config->label_words)
+      context.label_word_ids.push_back(a.tokenizer.encode(word, {false, "label word"}));
+  Rng rng(seed);
+  a.method->attach(*a.model, context, rng);
+  return a;
+}
+
+std::unique_ptr<Head> make_head(const AdaptedModel& a, const HeadConfig& config, uint64_t seed) {
+  std::vector<int> tokens = config.type == "verbalizer" ? verbalizer_tokens(config, a.tokenizer) : std::vector<int>{};
+  Rng rng(seed ^ 0x4EADull);
+  return std::make_unique<Head>(config, a.model->config().n_embd, tokens, rng);
+}
+
+// Refuses to write an adapter over a model directory (the base is never written).
+void check_not_model_dir(const std::string& dir, const std::string& base_dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const bool same = fs::exists(dir, ec) && fs::equivalent(dir, base_dir, ec);
+  if (same || file_exists(dir + "/model.safetensors"))
+    throw InputError(dir + ": is a model directory; an adapter is written to a directory of its own");
+}
+
+}  // namespace
+
+AdaptedModel create_adapted(const std::string& model_dir, const MethodConfig& method_config,
+                            const HeadConfig& head_config, uint64_t seed) {
+  AdaptedModel a = attach_method(model_dir, method_config, &head_config, seed);
+  a.head = make_head(a, head_config, seed);
+  return a;
+}
+
+void save_adapter(const AdaptedModel& a, const std::string& dir) {
+  check_not_model_dir(dir, a.base_dir);
+  json::Value config = a.method->peft_config();
+  config.set("base_model_name_or_path", a.base_dir);
+  const json::Value method_fields = method_config_to_json(a.method_config);
+  for (const auto& [key, value] : method_fields.members())
+    if (!config.find(key)) config.set(key, value);
+  config.set("tinyadapt_version", kTinyadaptVersion);
+  std::vector<NamedArray> tensors = a.method->save_tensors();
+  if (a.head) {
+    config.set("head", head_config_to_json(a.head->config()));
+    for (NamedArray& t : a.head->save_tensors()) tensors.push_back(std::move(t));
+  }
+  make_dirs(dir);
+  write_safetensors(dir + "/adapter_model.safetensors", tensors);
+  write_file_atomic(dir + "/adapter_config.json", config.dump(2) + "\n");
+}
+
+AdaptedModel load_adapted(const std::string& model_dir, const std::string& adapter_dir, bool with_head) {
+  const std::string config_path = adapter_dir + "/adapter_config.json";
+  const std::string tensors_path = adapter_dir + "/adapter_model.safetensors";
+  const json::Value config = json::parse(read_file(config_path), config_path);
+  if (!config.is_object()) throw InputError(config_path + ": expected a JSON object");
+  const MethodConfig method_config = method_config_from_json(config, config_path);
+  std::string base = model_dir;
+  if (base.empty()) base = config.at("base_model_name_or_path", config_path).as_string(config_path + ": base_model_name_or_path");
+  const json::Value* head_json = config.find("head");
+  if (with_head && !head_json) throw InputError(config_path + ": has no task head (\"head\"); it cannot classify");
+  HeadConfig head_config;
+  if (head_json) head_config = head_config_from_json(*head_json, config_path);
+  const std::vector<NamedArray> tensors = read_safetensors(tensors_path);
+
+  AdaptedModel a = attach_method(base, method_config, head_json ? &head_config : nullptr, 0);
+  a.method->load_tensors(tensors, tensors_path);
+  std::set<std::string> claimed;
+  for (const NamedArray& t : a.method->save_tensors()) claimed.insert(t.name);
+  if (head_json) {
+    a.head = make_head(a, head_config, 0);
+    a.head->load_tensors(tensors, tensors_path);
+    for (const NamedArray& t : a.head->save_tensors()) claimed.insert(t.name);
+  }
+  for (const NamedArray& t : tensors)
+    if (!claimed.count(t.name) && !(t.name.rfind("head.", 0) == 0 && !with_head))
+      throw InputError(tensors_path + ": tensor " + t.name + " belongs to neither the " + method_config.method +
+                       " method nor the head");
+  return a;
+}
+
+}  // namespace ta::adapt

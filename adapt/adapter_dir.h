@@ -1,0 +1,90 @@
+// adapt/adapter_dir.h — an adapted model (base + method + task head) and the
+// adapter directory it is saved to.
+//
+// Building one (DESIGN.md §4): load the base model directory, count its
+// parameters, make the method from its MethodConfig and attach it (the method
+// freezes what it freezes and hooks its own parameters in), then put a task
+// head on top (adapt/head.h).
+//
+// The adapter directory (adapt/README.md has the full field list):
+//   adapter_config.json        method.peft_config() (PEFT's fields, e.g.
+//                              "peft_type": "LORA", "task_type"), then
+//                              "base_model_name_or_path" = the --model dir,
+//                              the MethodConfig under PEFT's names where PEFT
+//                              has them, "tinyadapt_version", and "head"
+//                              (type, pooling, label names, label words).
+//   adapter_model.safetensors  method.save_tensors() + head "head.*" tensors.
+// Both writes are atomic; the base model directory is never written (saving
+// into it is refused). Loading validates everything: a missing file, an
+// unknown method, a missing or misshapen tensor, a tensor nobody claims, or a
+// missing head when one is needed is an InputError naming the file. A head
+// is never re-initialised on load.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "adapt/head.h"
+#include "adapt/method.h"
+#include "adapt/task_data.h"
+#include "data/bpe.h"
+
+namespace ta::adapt {
+
+inline constexpr const char* kTinyadaptVersion = "0.1.0";
+
+struct AdaptedModel {
+  std::string base_dir;
+  std::unique_ptr<GPT> model;       // declared before the method: it outlives it
+  data::Tokenizer tokenizer;
+  int64_t base_parameters = 0;      // the base model's values, counted before attach
+  MethodConfig method_config;
+  std::unique_ptr<Method> method;
+  std::unique_ptr<Head> head;       // null when loaded for the LM only (eval-lm, generate)
+
+  // Positions the method puts before the text (attention prefix + input prefix).
+  int prefix_length() const;
+  // Longest text that fits: n_positions - prefix_length().
+  int max_text_tokens() const;
+  // The method's per-call parts for `batch_size` rows, plus dropout when `dropout_rng` is set.
+  ForwardOptions forward_options(int batch_size, Rng* dropout_rng) const;
+  // batch -> pooled features (B,C) through the base, the method and the head's pooling.
+  Tensor features(const Batch& batch, Rng* dropout_rng) const;
+  // What the optimiser updates: the method's tensors, then the head's.
+  std::vector<OptimParam> trainable_parameters() const;
+};
+
+// What the command line asks of the head; empty fields take the defaults.
+struct HeadRequest {
+  std::string type;                     // "" | classifier | verbalizer | linear | mlp
+  std::string pooling;                  // "" (the model's default) | last | first | mean
+  std::vector<std::string> label_words; // empty: " " + each label name; a word without a leading space gets one
+  int hidden = 256;                     // mlp
+  std::string activation = "relu";      // mlp
+};
+
+// The head for `method` on `model`: a verbalizer for prompt and prefix tuning
+// on a GPT, an MLP for probe-mlp, a linear classifier otherwise. "classifier"
+// means linear (mlp for probe-mlp). InputError for a verbalizer on an encoder.
+HeadConfig resolve_head(const HeadRequest& request, const std::string& method, const ModelConfig& model,
+                        const std::vector<std::string>& label_names);
+
+// Loads the base at model_dir, attaches a fresh method and a fresh head (both
+// initialised from `seed`).
+AdaptedModel create_adapted(const std::string& model_dir, const MethodConfig& method_config,
+                            const HeadConfig& head_config, uint64_t seed);
+
+// Writes adapter_config.json and adapter_model.safetensors into `dir`.
+void save_adapter(const AdaptedModel& adapted, const std::string& dir);
+
+// Loads the base (model_dir, or the config's base_model_name_or_path when
+// model_dir is empty), then the adapter at adapter_dir. With `with_head`, the
+// config's head and its tensors must be there.
+AdaptedModel load_adapted(const std::string& model_dir, const std::string& adapter_dir, bool with_head);
+
+// The first token of each label word under `tokenizer`, for the verbalizer;
+// InputError when two words start with the same token.
+std::vector<int> verbalizer_tokens(const HeadConfig& head, const data::Tokenizer& tokenizer);
+
+}  // namespace ta::adapt

@@ -1,0 +1,150 @@
+// adapt/head.cpp — see head.h.
+#include "adapt/head.h"
+
+#include "adapt/method.h"
+#include "autograd/ops.h"
+#include "data/io.h"
+
+namespace ta::adapt {
+
+std::string pooling_name(Pooling pooling) {
+  switch (pooling) {
+    case Pooling::LastToken: return "last";
+    case Pooling::FirstToken: return "first";
+    case Pooling::Mean: return "mean";
+  }
+  return "last";
+}
+
+Pooling pooling_from_name(const std::string& name, const std::string& source) {
+  if (name == "last") return Pooling::LastToken;
+  if (name == "first") return Pooling::FirstToken;
+  if (name == "mean") return Pooling::Mean;
+  throw InputError(source + ": pooling must be last, first or mean, got '" + name + "'");
+}
+
+json::Value head_config_to_json(const HeadConfig& c) {
+  json::Value v = json::Value::object();
+  v.set("type", c.type);
+  v.set("pooling", pooling_name(c.pooling));
+  if (c.type == "mlp") {
+    v.set("hidden", c.hidden);
+    v.set("activation", c.activation);
+  }
+  json::Value names = json::Value::array(), words = json::Value::array();
+  for (const std::string& n : c.label_names) names.push(n);
+  for (const std::string& w : c.label_words) words.push(w);
+  v.set("label_names", names);
+  v.set("label_words", words);
+  return v;
+}
+
+HeadConfig head_config_from_json(const json::Value& v, const std::string& source) {
+  HeadConfig c;
+  c.type = v.at("type", source).as_string(source + ": head.type");
+  if (c.type != "linear" && c.type != "mlp" && c.type != "verbalizer")
+    throw InputError(source + ": head.type must be linear, mlp or verbalizer, got '" + c.type + "'");
+  c.pooling = pooling_from_name(v.at("pooling", source).as_string(source + ": head.pooling"), source);
+  if (c.type == "mlp") {
+    c.hidden = static_cast<int>(v.at("hidden", source).as_int(source + ": head.hidden", 1, 1 << 20));
+    c.activation = v.at("activation", source).as_string(source + ": head.activation");
+  }
+  for (const json::Value& n : v.at("label_names", source).items(source + ": head.label_names"))
+    c.label_names.push_back(n.as_string(source + ": head.label_names"));
+  for (const json::Value& w : v.at("label_words", source).items(source + ": head.label_words"))
+    c.label_words.push_back(w.as_string(source + ": head.label_words"));
+  if (c.label_names.size() < 2) throw InputError(source + ": head.label_names needs at least 2 labels");
+  return c;
+}
+
+namespace {
+
+Tensor trainable_normal(Shape shape, Rng& rng) {
+  Tensor t = Tensor::empty(shape);
+  fill_normal(t, rng, 0.0f, 0.02f);
+  t.set_requires_grad(true);
+  return t;
+}
+
+Tensor trainable_zeros(Shape shape) {
+  Tensor t = Tensor::zeros(shape);
+  t.set_requires_grad(true);
+  return t;
+}
+
+}  // namespace
+
+Head::Head(const HeadConfig& config, int n_embd, std::vector<int> label_tokens, Rng& rng)
+    : config_(config), label_tokens_(std::move(label_tokens)) {
+  const int L = num_labels();
+  if (config_.type == "linear") {
+    weight = trainable_normal({n_embd, L}, rng);
+    bias = trainable_zeros({L});
+    register_parameter("weight", weight);
+    register_parameter("bias", bias);
+  } else if (config_.type == "mlp") {
+    if (config_.activation != "relu" && config_.activation != "gelu")
+      throw InputError("head: activation must be relu or gelu, got '" + config_.activation + "'");
+    weight = trainable_normal({n_embd, config_.hidden}, rng);
+    bias = trainable_zeros({config_.hidden});
+    out_weight = trainable_normal({config_.hidden, L}, rng);
+    out_bias = trainable_zeros({L});
+    register_parameter("hidden.weight", weight);
+    register_parameter("hidden.bias", bias);
+    register_parameter("out.weight", out_weight);
+    register_parameter("out.bias", out_bias);
+  } else if (config_.type == "verbalizer") {
+    if (static_cast<int>(label_tokens_.size()) != L)
+      throw std::invalid_argument("Head: the verbalizer needs one token per label");
+  } else {
+    throw InputError("head: type must be linear, mlp or verbalizer, got '" + config_.type + "'");
+  }
+}
+
+Tensor Head::features(const GPT& model, const Tensor& hidden, int B, int T, const ForwardOptions& options) const {
+  const Pooling pooling = config_.type == "verbalizer" ? Pooling::LastToken : config_.pooling;
+  return model.pool(hidden, B, T, pooling, options);  // (B,C)
+}
+
+Tensor Head::logits(const GPT& model, const Tensor& features) const {
+  if (config_.type == "linear") return linear(features, weight, bias);  // (B,L)
+  if (config_.type == "mlp") {
+    Tensor h = linear(features, weight, bias);  // (B,H)
+    h = config_.activation == "relu" ? relu(h) : gelu(h);
+    return linear(h, out_weight, out_bias);  // (B,L)
+  }
+  // The LM head's rows for the label tokens: the tied wte rows, (L,C).
+  Tensor label_rows = embedding(model.wte.weight, label_tokens_, Shape{num_labels()});
+  return matmul(features, label_rows, false, true);  // (B,C) @ (C,L) -> (B,L)
+}
+
+std::vector<OptimParam> Head::trainable_parameters() const {
+  std::vector<OptimParam> params;
+  for (auto& [name, t] : named_parameters()) params.push_back({"head." + name, t, t.rank() == 2});
+  return params;
+}
+
+std::vector<NamedArray> Head::save_tensors() const {
+  std::vector<NamedArray> arrays;
+  for (auto& [name, t] : named_parameters()) arrays.push_back(to_named_array("head." + name, t));
+  if (config_.type == "verbalizer") {
+    NamedArray tokens{"head.label_tokens", {static_cast<int64_t>(label_tokens_.size())}, {}};
+    for (int id : label_tokens_) tokens.values.push_back(static_cast<float>(id));
+    arrays.push_back(tokens);
+  }
+  return arrays;
+}
+
+void Head::load_tensors(const std::vector<NamedArray>& tensors, const std::string& source) {
+  for (auto& [name, t] : named_parameters()) {
+    Tensor slot = t;
+    copy_into(slot, find_array(tensors, "head." + name, source), source);
+  }
+  if (config_.type != "verbalizer") return;
+  const NamedArray& saved = find_array(tensors, "head.label_tokens", source);
+  std::vector<float> expected(label_tokens_.begin(), label_tokens_.end());
+  if (saved.values != expected)
+    throw InputError(source + ": head.label_tokens differ from the tokens of the label words under this tokenizer");
+}
+
+}  // namespace ta::adapt

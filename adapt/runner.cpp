@@ -1,0 +1,181 @@
+// adapt/runner.cpp — see runner.h.
+#include "adapt/runner.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <memory>
+#include <optional>
+
+#include "autograd/ops.h"
+#include "nn/lm_data.h"
+#include "nn/progress.h"
+#include "nn/trainer.h"
+
+namespace ta::adapt {
+
+RunOptions default_run_options(const std::string& method) {
+  RunOptions o;
+  o.steps = 300;
+  if (method == "finetune") o.lr = 1e-4f;  // 10x below pretraining's 1e-3
+  else if (method == "bitfit") o.lr = 3e-3f;
+  else if (method == "lora" || method == "adapter") o.lr = 2e-3f;
+  else if (method == "prompt") o.lr = 3e-2f;
+  else if (method == "prefix") o.lr = 1e-2f;
+  else if (method == "probe" || method == "probe-mlp") o.lr = 1e-2f;
+  return o;
+}
+
+namespace {
+
+// Where the pooled features of a split come from: the cache when the
+// method's features cannot change (probing), else a forward pass per batch.
+class FeatureSource {
+ public:
+  FeatureSource(const AdaptedModel& adapted, const std::vector<EncodedExample>& examples, bool cached, int batch)
+      : adapted_(adapted), examples_(examples) {
+    if (cached && !examples.empty()) cache_ = pooled_features(adapted, examples, batch);  // (N,C)
+  }
+  // (B,C) for examples[indices].
+  Tensor features(const std::vector<size_t>& indices, Rng* dropout_rng) const {
+    if (!cache_.defined()) return adapted_.features(make_batch(examples_, indices), dropout_rng);
+    std::vector<int> rows(indices.begin(), indices.end());
+    return embedding(cache_, rows, Shape{static_cast<int>(rows.size())});
+  }
+  std::vector<int> labels(const std::vector<size_t>& indices) const {
+    std::vector<int> labels;
+    for (size_t i : indices) labels.push_back(examples_[i].label);
+    return labels;
+  }
+  size_t size() const { return examples_.size(); }
+
+ private:
+  const AdaptedModel& adapted_;
+  const std::vector<EncodedExample>& examples_;
+  Tensor cache_;
+};
+
+std::vector<std::vector<float>> logits_of(const AdaptedModel& a, const FeatureSource& source, int batch) {
+  NoGradGuard no_grad;
+  std::vector<std::vector<float>> rows;
+  for (const std::vector<size_t>& indices : sequential_batches(source.size(), batch)) {
+    Tensor logits = a.head->logits(*a.model, source.features(indices, nullptr));  // (B,L)
+    const int L = logits.size(1);
+    for (size_t r = 0; r < indices.size(); r++) rows.emplace_back(logits.data() + r * L, logits.data() + (r + 1) * L);
+  }
+  return rows;
+}
+
+Evaluation evaluation_of(const std::vector<std::vector<float>>& logits, const std::vector<int>& targets, int num_labels) {
+  std::vector<int> predictions;
+  std::vector<float> losses;
+  for (size_t i = 0; i < logits.size(); i++) {
+    const std::vector<float>& row = logits[i];
+    const float top = *std::max_element(row.begin(), row.end());
+    double sum = 0;
+    for (float x : row) sum += std::exp(static_cast<double>(x - top));
+    predictions.push_back(static_cast<int>(std::max_element(row.begin(), row.end()) - row.begin()));
+    losses.push_back(static_cast<float>(std::log(sum) + top - row[static_cast<size_t>(targets[i])]));
+  }
+  return score(predictions, targets, losses, num_labels);
+}
+
+Evaluation evaluate_source(const AdaptedModel& a, const FeatureSource& source, int batch) {
+  std::vector<size_t> all(source.size());
+  for (size_t i = 0; i < all.size(); i++) all[i] = i;
+  return evaluation_of(logits_of(a, source, batch), source.labels(all), a.head->num_labels());
+}
+
+TrainerOptions trainer_options(const RunOptions& o, long long steps) {
+  TrainerOptions t;
+  t.steps = steps;
+  t.lr = o.lr;
+  t.warmup = o.warmup < 0 ? steps / 10 : o.warmup;
+  t.adamw.weight_decay = o.weight_decay;
+  return t;
+}
+
+long long total_steps(const RunOptions& o, const EpochSampler& sampler) {
+  if (o.steps > 0) return o.steps;
+  if (o.epochs <= 0) throw InputError("give --steps N or --epochs N (> 0)");
+  return std::max(1LL, static_cast<long long>(std::ceil(o.epochs * static_cast<double>(sampler.steps_per_epoch()))));
+}
+
+std::string fixed(double x, int digits = 4) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.*f", digits, x);
+  return text;
+}
+
+}  // namespace
+
+Tensor pooled_features(const AdaptedModel& a, const std::vector<EncodedExample>& examples, int batch) {
+  NoGradGuard no_grad;
+  const int C = a.model->config().n_embd;
+  std::vector<float> values;
+  values.reserve(examples.size() * static_cast<size_t>(C));
+  for (const std::vector<size_t>& indices : sequential_batches(examples.size(), batch)) {
+    Tensor f = a.features(make_batch(examples, indices), nullptr);  // (B,C)
+    values.insert(values.end(), f.data(), f.data() + f.numel());
+  }
+  return Tensor::from({static_cast<int>(examples.size()), C}, values);  // (N,C)
+}
+
+std::vector<std::vector<float>> predict_logits(const AdaptedModel& a, const std::vector<EncodedExample>& examples,
+                                               int batch) {
+  return logits_of(a, FeatureSource(a, examples, false, batch), batch);
+}
+
+Evaluation evaluate(const AdaptedModel& a, const std::vector<EncodedExample>& examples, int batch) {
+  return evaluate_source(a, FeatureSource(a, examples, false, batch), batch);
+}
+
+TrainResult train(AdaptedModel& a, const std::vector<EncodedExample>& train_split,
+                  const std::vector<EncodedExample>& val_split, const RunOptions& o) {
+  const auto start = std::chrono::steady_clock::now();  // the probe's feature caching counts as training time
+  const bool cached = a.method->features_frozen();
+  FeatureSource train_source(a, train_split, cached, o.eval_batch), val_source(a, val_split, cached, o.eval_batch);
+  EpochSampler sampler(train_split.size(), o.batch, o.seed);
+  const long long steps = total_steps(o, sampler);
+  std::vector<OptimParam> params = a.trainable_parameters();
+  if (params.empty()) throw InputError(a.method->name() + " with a " + a.head->config().type + " head has nothing to train");
+  Trainer trainer(params, trainer_options(o, steps));
+  TrainResult result;
+  result.optimizer_state_floats = trainer.optimizer().state_floats();
+  if (result.optimizer_state_floats != 2 * static_cast<size_t>(trainable_report(a).trainable))
+    throw std::logic_error("train: the optimiser holds state for values that are not trainable");
+
+  std::unique_ptr<CsvLog> log;
+  if (!o.log_path.empty()) log = std::make_unique<CsvLog>(o.log_path, std::vector<std::string>{"step", "loss", "lr", "val_accuracy", "val_loss"});
+  std::optional<Progress> progress;
+  if (o.show_progress) progress.emplace("adapt " + a.method->name(), steps, 0, std::max(1LL, steps / 20));
+  a.method->set_training(true);
+  for (long long step = 0; step < steps && !interrupted(); step++) {
+    Rng rng = step_rng(o.seed, step);
+    const std::vector<size_t> indices = sampler.indices_for_step(step);
+    StepStats s = trainer.step(step, [&](int) {
+      Tensor logits = a.head->logits(*a.model, train_source.features(indices, &rng));  // (B,L)
+      return MicroBatch{cross_entropy(logits, train_source.labels(indices)), static_cast<long long>(indices.size())};
+    });
+    result.losses.push_back(s.loss);
+    result.steps = step + 1;
+    const bool last = step + 1 == steps;
+    const bool eval = !val_split.empty() && (last || (o.eval_every > 0 && (step + 1) % o.eval_every == 0));
+    std::vector<std::string> row{std::to_string(step + 1), fixed(s.loss), std::to_string(s.lr), "", ""};
+    if (eval) {
+      a.method->set_training(false);
+      result.val = evaluate_source(a, val_source, o.eval_batch);
+      a.method->set_training(true);
+      row[3] = fixed(result.val.accuracy), row[4] = fixed(result.val.loss);
+      if (progress) progress->note("step " + row[0] + ": val accuracy " + row[3] + " loss " + row[4]);
+    }
+    if (progress) progress->update(step, s.loss, s.tokens);
+    if (log) log->row(row);
+  }
+  a.method->set_training(false);
+  if (progress) progress->finish();
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+}  // namespace ta::adapt
