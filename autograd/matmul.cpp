@@ -8,13 +8,39 @@
 // frozen weights nor dX below the first adapted layer.
 #include "autograd/matmul.h"
 
+#include <algorithm>
+
 #include <cblas.h>
+#include <omp.h>
 
 #include <cstring>
 
 #include "autograd/ops.h"
 
 namespace ta {
+
+// Threading. OpenBLAS is told to stay single-threaded, and sgemm splits a
+// large product into one block of rows (or columns) of C per OpenMP thread.
+// Why not let OpenBLAS thread: on small or thin products (a LoRA rank-8
+// projection, the bias-free dW of a rank-8 matrix) its threads cost
+// milliseconds to synchronise where the work takes 0.1 ms, and our own
+// kernels (attention per head) already run sgemm inside their parallel
+// loops. One thread pool — ours — decides.
+static void blas_single_threaded_once() {
+  static const bool done = [] {
+    const int ours = omp_get_max_threads();
+    openblas_set_num_threads(1);  // in the OpenMP build this also resets omp's count:
+    omp_set_num_threads(ours);    // restore it for our own parallel loops
+    return true;
+  }();
+  (void)done;
+}
+
+static void sgemm_one_thread(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+                             const float* B, int ldb, float beta, float* C, int ldc) {
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
+              alpha, A, lda, B, ldb, beta, C, ldc);
+}
 
 void sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
            const float* B, int ldb, float beta, float* C, int ldc) {
@@ -24,8 +50,32 @@ void sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const f
       for (int j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
     return;
   }
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-              M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  blas_single_threaded_once();
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  const double flops = 2.0 * M * N * static_cast<double>(K);
+  if (threads == 1 || flops < 4e6 || (M < 32 && N < 32)) {
+    sgemm_one_thread(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  // Split the longer side of C into one block per thread (multiples of 16,
+  // the width OpenBLAS's kernels work in). Row i of op(A) starts at A + i
+  // (transposed) or A + i·lda; column j of op(B) at B + j·ldb (transposed) or B + j.
+  const bool split_rows = M >= N;
+  const int length = split_rows ? M : N;
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num(), n = omp_get_num_threads();
+    const int start = std::min(length, (length * t / n + 15) / 16 * 16);
+    const int end = t + 1 == n ? length : std::min(length, (length * (t + 1) / n + 15) / 16 * 16);
+    if (end > start) {
+      if (split_rows)
+        sgemm_one_thread(trans_a, trans_b, end - start, N, K, alpha, trans_a ? A + start : A + static_cast<int64_t>(start) * lda,
+                         lda, B, ldb, beta, C + static_cast<int64_t>(start) * ldc, ldc);
+      else
+        sgemm_one_thread(trans_a, trans_b, M, end - start, K, alpha, A, lda,
+                         trans_b ? B + static_cast<int64_t>(start) * ldb : B + start, ldb, beta, C + start, ldc);
+    }
+  }
 }
 
 void sgemm_naive(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# make bench — tinyadapt's training step beside the PyTorch peer
+# (../shared/bench/torch_gpt_train.py), measured in the same run, on the two
+# benchmark configs, plus OpenBLAS sgemm on this machine for the GFLOP/s
+# ceiling. Prints one table with the ratios the project's targets are about.
+# Environment: BENCH_STEPS (timed steps, default 20), PEER (path to the peer script).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+steps=${BENCH_STEPS:-20}
+peer=${PEER:-../shared/bench/torch_gpt_train.py}
+[ -f "$peer" ] || { echo "make bench: the PyTorch peer $peer is missing" >&2; exit 2; }
+A="--vocab 256 --ctx 128 --d 128 --layers 4 --heads 4 --batch 16"
+B="--vocab 512 --ctx 256 --d 256 --layers 6 --heads 8 --batch 8"
+json() { grep '^JSON ' | tail -1 | cut -c6-; }
+ours() { ./tinyadapt bench $1 --steps "$steps" --warmup 3 --threads 2 --json ${2:-} | json; }
+theirs() { OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 "$peer" $1 --steps "$steps" --warmup 3 --threads 2 --json ${2:-} | json; }
+
+echo "make bench: $(nproc) cores; $steps timed steps per run; 2 threads" >&2
+sgemm=$(./tinyadapt bench --sgemm 2048 --threads 2 | json)
+a_ours=$(ours "$A"); a_torch=$(theirs "$A")
+b_ours=$(ours "$B"); b_torch=$(theirs "$B")
+b_lora_ours=$(ours "$B" "--lora 8"); b_lora_torch=$(theirs "$B" "--lora 8")
+
+/usr/bin/python3 - "$sgemm" "$a_ours" "$a_torch" "$b_ours" "$b_torch" "$b_lora_ours" "$b_lora_torch" <<'PY'
+import json, sys
+sg, ao, at, bo, bt, blo, blt = (json.loads(x) for x in sys.argv[1:])
+# FLOPs of one training step: 6 per parameter-token for the matmuls (forward
+# 2, backward 4) + attention (forward 4·T·C per token per layer, backward twice
+# that), as in the PaLM/llm.c accounting. Causal attention is counted whole.
+def step_gflop(V, T, C, L, B):
+    params = L * 12 * C * C + V * C
+    return (6 * params * B * T + 12 * L * B * T * T * C) / 1e9
+gf_b = step_gflop(512, 256, 256, 6, 8)
+rows = [
+    ("A: ms/step", ao["ms_median"], at["ms_median"]),
+    ("B: ms/step", bo["ms_median"], bt["ms_median"]),
+    ("B: peak RSS MiB", bo["peak_rss_mb"], bt["peak_rss_mb"]),
+    ("B + LoRA r8: ms/step", blo["ms_median"], blt["ms_median"]),
+]
+print(f"{'measure':26} {'tinyadapt':>12} {'PyTorch':>12} {'ratio':>8}")
+for name, o, t in rows:
+    print(f"{name:26} {o:12.1f} {t:12.1f} {o / t:8.2f}")
+print()
+print(f"throughput vs PyTorch: A {at['ms_median'] / ao['ms_median']:.2f}x (target >= 2.0), "
+      f"B {bt['ms_median'] / bo['ms_median']:.2f}x (target >= 1.8)")
+print(f"peak memory of full training on B: {bo['peak_rss_mb'] / bt['peak_rss_mb']:.2f}x PyTorch's (target <= 0.6)")
+achieved = gf_b / (bo["ms_median"] / 1000)
+print(f"B: {gf_b:.1f} GFLOP/step -> {achieved:.1f} GFLOP/s = {100 * achieved / sg['gflops']:.0f}% of sgemm peak "
+      f"{sg['gflops']:.1f} GFLOP/s (target >= 60%)")
+print(f"LoRA step / full step on B: {blo['ms_median'] / bo['ms_median']:.2f} (target <= 0.7); "
+      f"memory saved {bo['peak_rss_mb'] - blo['peak_rss_mb']:.0f} MiB")
+PY
