@@ -45,6 +45,8 @@ class AdamW {
   // The moments, for saving and resuming: per parameter, m then v.
   std::vector<std::vector<float>>& first_moments() { return m_; }
   std::vector<std::vector<float>>& second_moments() { return v_; }
+  const std::vector<std::vector<float>>& first_moments() const { return m_; }
+  const std::vector<std::vector<float>>& second_moments() const { return v_; }
   void set_steps_taken(long long t) { t_ = t; }
 
  private:
