@@ -1,0 +1,349 @@
+// tests/test_adapt.cpp — the adaptation framework (adapt/): the method
+// registry, heads, batching, the runner, adapter directories, and the
+// methods probe, probe-mlp, finetune and bitfit. A generic test runs every
+// registered method (the other files' too) through "frozen parameters are
+// bit-identical after training, trainable ones moved".
+//
+// Fixture: a tiny random GPT (2 layers, C = 32) in a temporary directory,
+// with a BPE tokenizer trained on the fixture task
+// tests/fixtures/adapt/keyword/ — short texts whose label (good / bad) is
+// set by their last word (great, lovely, superb / awful, broken, terrible),
+// so a head on the last token's features can learn it. The ood split uses
+// other filler words.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <map>
+#include <set>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include "adapt/adapter_dir.h"
+#include "adapt/report.h"
+#include "adapt/runner.h"
+#include "data/tasks.h"
+#include "nn/checkpoint.h"
+
+using namespace ta;
+using namespace ta::adapt;
+
+namespace {
+
+struct ScratchDir {
+  std::string path;
+  ScratchDir() {
+    char pattern[] = "/tmp/ta_adapt_XXXXXX";
+    REQUIRE(::mkdtemp(pattern) != nullptr);
+    path = pattern;
+  }
+  ~ScratchDir() { std::system(("rm -rf '" + path + "'").c_str()); }
+};
+
+// A tiny random GPT and a tokenizer that knows the label words " good" and
+// " bad" as single tokens, saved as a model directory; and the keyword task.
+struct Fixture {
+  ScratchDir scratch;
+  std::string model_dir = scratch.path + "/base";
+  data::Task task = data::load_task("tests/fixtures/adapt/keyword/train.tsv", 7);
+
+  Fixture() {
+    std::string corpus;
+    for (const data::Example& e : task.train) corpus += e.text_a + "\n";
+    for (int i = 0; i < 20; i++) corpus += " good bad\n";
+    data::Tokenizer tokenizer = data::train_bpe(corpus, 400, {"<|endoftext|>"});
+    ModelConfig c;
+    c.vocab_size = tokenizer.vocab_size();
+    c.n_positions = 48;
+    c.n_embd = 32;
+    c.n_layer = 2;
+    c.n_head = 2;
+    GPT model(c, 3);
+    make_dirs(model_dir);
+    tokenizer.save(model_dir);
+    save_model(model, model_dir);
+  }
+
+  AdaptedModel adapted(const std::string& method, const std::string& head_type = "", uint64_t seed = 11) const {
+    MethodConfig config;
+    config.method = method;
+    config.num_virtual_tokens = 4;
+    config.prefix_hidden = 16;
+    config.bottleneck = 4;
+    config.lora_rank = 2;
+    config.probe_hidden = 8;
+    HeadRequest request;
+    request.type = head_type;
+    request.hidden = config.probe_hidden;
+    return create_adapted(model_dir, config, resolve_head(request, method, read_config(model_dir + "/config.json"), task.label_names), seed);
+  }
+
+  std::vector<EncodedExample> encoded(const AdaptedModel& a, const std::string& split) const {
+    return encode_examples(task.split(split), a.tokenizer, a.max_text_tokens(), split);
+  }
+};
+
+RunOptions quick_run(long long steps, float lr) {
+  RunOptions o;
+  o.steps = steps;
+  o.lr = lr;
+  o.batch = 8;
+  o.warmup = 0;
+  o.show_progress = false;
+  return o;
+}
+
+// Every parameter of the model and the method, by node (a method's tensors
+// may or may not be registered in the model tree).
+std::map<const Node*, std::pair<std::string, std::vector<float>>> snapshot(const AdaptedModel& a) {
+  std::map<const Node*, std::pair<std::string, std::vector<float>>> values;
+  for (auto& [name, t] : a.model->named_parameters()) values[t.node()] = {name, t.to_vector()};
+  for (const OptimParam& p : a.trainable_parameters()) values[p.tensor.node()] = {p.name, p.tensor.to_vector()};
+  return values;
+}
+
+// After 20 steps: frozen values bit-identical, every trainable tensor moved,
+// optimiser state = 2 × trainable.
+void check_frozen_and_moved(const Fixture& f, const std::string& method) {
+  CAPTURE(method);
+  AdaptedModel a = f.adapted(method);
+  const auto before = snapshot(a);
+  std::set<const Node*> trainable;
+  for (const OptimParam& p : a.trainable_parameters()) trainable.insert(p.tensor.node());
+  const RunOptions run = quick_run(20, default_run_options(method).lr);
+  const TrainResult result = train(a, f.encoded(a, "train"), f.encoded(a, "val"), run);
+  CHECK(result.optimizer_state_floats == 2 * static_cast<size_t>(trainable_report(a).trainable));
+  for (const auto& [node, named] : before) {
+    CAPTURE(named.first);
+    const std::vector<float> now(node->data.data(), node->data.data() + node->shape.numel());
+    if (trainable.count(node)) CHECK(now != named.second);
+    else CHECK(now == named.second);
+  }
+}
+
+int64_t sum_of_biases(const GPT& model) {
+  int64_t n = 0;
+  for (auto& [name, t] : model.named_parameters())
+    if (name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0) n += t.numel();
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("adapt registry: every method by name; an unknown one lists the known") {
+  const std::vector<std::string> names = method_names();
+  for (const char* ours : {"probe", "probe-mlp", "finetune", "bitfit"})
+    CHECK(std::find(names.begin(), names.end(), ours) != names.end());
+  MethodConfig config;
+  config.method = "nonsense";
+  try {
+    make_method(config);
+    FAIL("no InputError");
+  } catch (const InputError& e) {
+    CHECK(std::string(e.what()).find("unknown method 'nonsense'") != std::string::npos);
+    CHECK(std::string(e.what()).find("bitfit") != std::string::npos);
+  }
+}
+
+TEST_CASE("adapt method config: JSON round trip with PEFT's names; PEFT files read by peft_type") {
+  MethodConfig c;
+  c.method = "lora";
+  c.lora_rank = 4;
+  c.lora_alpha = 8;
+  c.target_modules = {"c_attn", "c_fc"};
+  const json::Value v = method_config_to_json(c);
+  CHECK(v.at("r").as_int() == 4);
+  const MethodConfig back = method_config_from_json(v, "cfg");
+  CHECK(back.method == "lora");
+  CHECK(back.lora_rank == 4);
+  CHECK(back.lora_alpha == 8.0f);
+  CHECK(back.target_modules == c.target_modules);
+  const json::Value peft = json::parse(R"({"peft_type": "PROMPT_TUNING", "num_virtual_tokens": 7})");
+  const MethodConfig from_peft = method_config_from_json(peft, "cfg");
+  CHECK(from_peft.method == "prompt");
+  CHECK(from_peft.num_virtual_tokens == 7);
+  CHECK_THROWS_AS(method_config_from_json(json::parse(R"({"peft_type": "IA3"})"), "cfg"), InputError);
+}
+
+TEST_CASE("adapt task data: pair separator, longest-first truncation, right padding, seeded epochs") {
+  const data::Tokenizer tok = data::Tokenizer::byte_level({"<|endoftext|>"});
+  CHECK(pair_separator(tok) == std::vector<int>{tok.special_id("<|endoftext|>")});
+  CHECK(pair_separator(data::Tokenizer::byte_level()) == std::vector<int>{'\n'});
+  data::Example pair{1, "abcdefgh", "xy", "d"};
+  // Budget 7 = 6 text + 1 separator: the longer text_a loses its tail, both keep their heads.
+  const std::vector<EncodedExample> e = encode_examples({pair, {0, "<|endoftext|>", "", "e"}}, tok, 7, "t");
+  CHECK(e[0].ids == std::vector<int>{'a', 'b', 'c', 'd', tok.special_id("<|endoftext|>"), 'x', 'y'});
+  CHECK(e[0].label == 1);
+  CHECK(e[1].ids.size() == 7);  // special text in untrusted input stays bytes, cut to 7
+  const Batch b = make_batch({{{1, 2, 3}, 0}, {{4}, 1}}, {0, 1});
+  CHECK(b.T == 3);
+  CHECK(b.ids == std::vector<int>{1, 2, 3, 4, 0, 0});
+  CHECK(b.padding_mask == std::vector<uint8_t>{1, 1, 1, 1, 0, 0});
+  EpochSampler s1(10, 4, 5), s2(10, 4, 5), s3(10, 4, 6);
+  std::vector<size_t> epoch;
+  for (int step = 0; step < 3; step++) {
+    const std::vector<size_t> idx = s1.indices_for_step(step);
+    CHECK(idx == s2.indices_for_step(step));
+    epoch.insert(epoch.end(), idx.begin(), idx.end());
+  }
+  std::vector<size_t> first_ten(epoch.begin(), epoch.begin() + 10);
+  std::sort(first_ten.begin(), first_ten.end());
+  CHECK(first_ten == std::vector<size_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9});  // each example once per epoch
+  CHECK(s3.indices_for_step(0) != s1.indices_for_step(0));
+}
+
+TEST_CASE("adapt report: PEFT's line, thousands separators, four decimals") {
+  CHECK(report_line({12288, 1234567}) == "trainable params: 12,288 || all params: 1,234,567 || trainable%: 0.9953");
+  CHECK(with_thousands(999) == "999");
+  CHECK(with_thousands(1000) == "1,000");
+}
+
+TEST_CASE("adapt metrics: accuracy, macro-F1 over the labels that occur, mean loss") {
+  // targets 0 0 1 1, predictions 0 1 1 1: label 0 F1 = 2/3, label 1 F1 = 4/5.
+  const Evaluation e = score({0, 1, 1, 1}, {0, 0, 1, 1}, {1, 2, 3, 4}, 3);
+  CHECK(e.accuracy == doctest::Approx(0.75));
+  CHECK(e.macro_f1 == doctest::Approx((2.0 / 3 + 0.8) / 2));
+  CHECK(e.loss == doctest::Approx(2.5));
+  CHECK(e.n == 4);
+}
+
+TEST_CASE("adapt frozen/moved: probe, probe-mlp, finetune, bitfit after 20 steps") {
+  Fixture f;
+  for (const std::string method : {"probe", "probe-mlp", "finetune", "bitfit"}) check_frozen_and_moved(f, method);
+}
+
+TEST_CASE("adapt frozen/moved: every registered method") {
+  Fixture f;
+  for (const std::string& method : method_names()) check_frozen_and_moved(f, method);
+}
+
+TEST_CASE("adapt trainable counts equal their formulas") {
+  Fixture f;
+  const int64_t C = 32, L = 2, H = 8;
+  AdaptedModel probe = f.adapted("probe"), mlp = f.adapted("probe-mlp"), ft = f.adapted("finetune"), bitfit = f.adapted("bitfit");
+  const int64_t base = probe.model->count_parameters();
+  CHECK(trainable_report(probe).trainable == C * L + L);
+  CHECK(trainable_report(mlp).trainable == C * H + H + H * L + L);
+  CHECK(trainable_report(ft).trainable == base + C * L + L);
+  CHECK(trainable_report(bitfit).trainable == sum_of_biases(*bitfit.model) + C * L + L);
+  CHECK(trainable_report(bitfit).all == base + C * L + L);
+  // GPT-2 biases: per block ln_1, c_attn (3C), attn.c_proj, ln_2, c_fc (4C), mlp.c_proj; then ln_f.
+  CHECK(sum_of_biases(*bitfit.model) == 2 * (C + 3 * C + C + C + 4 * C + C) + C);
+  AdaptedModel verbalized = f.adapted("bitfit", "verbalizer");
+  CHECK(trainable_report(verbalized).trainable == sum_of_biases(*verbalized.model));
+}
+
+TEST_CASE("adapt save -> load: identical predictions, head included; the base directory is untouched") {
+  Fixture f;
+  const std::string base_weights = read_file(f.model_dir + "/model.safetensors");
+  for (const std::string method : {"probe", "probe-mlp", "finetune", "bitfit"}) {
+    CAPTURE(method);
+    AdaptedModel a = f.adapted(method);
+    train(a, f.encoded(a, "train"), {}, quick_run(10, default_run_options(method).lr));
+    const std::string dir = f.scratch.path + "/" + method;
+    save_adapter(a, dir);
+    const AdaptedModel loaded = load_adapted(f.model_dir, dir, true);
+    CHECK(loaded.head->config().type == a.head->config().type);
+    CHECK(predict_logits(loaded, f.encoded(loaded, "test")) == predict_logits(a, f.encoded(a, "test")));
+    CHECK_THROWS_AS(save_adapter(a, f.model_dir), InputError);
+  }
+  CHECK(read_file(f.model_dir + "/model.safetensors") == base_weights);
+}
+
+TEST_CASE("adapt: on the keyword task the loss falls and accuracy beats the majority class") {
+  Fixture f;
+  const std::vector<size_t> counts = data::label_counts(f.task.test, 2);
+  const double majority = static_cast<double>(*std::max_element(counts.begin(), counts.end())) / f.task.test.size();
+  for (const std::string method : {"probe", "probe-mlp", "finetune", "bitfit"}) {
+    CAPTURE(method);
+    AdaptedModel a = f.adapted(method);
+    const TrainResult r = train(a, f.encoded(a, "train"), f.encoded(a, "val"), quick_run(120, default_run_options(method).lr));
+    auto mean = [](const std::vector<float>& v, size_t from, size_t to) {
+      double s = 0;
+      for (size_t i = from; i < to; i++) s += v[i];
+      return s / static_cast<double>(to - from);
+    };
+    const double test_accuracy = evaluate(a, f.encoded(a, "test")).accuracy;
+    CHECK(mean(r.losses, 110, 120) < 0.7 * mean(r.losses, 0, 10));
+    CHECK(test_accuracy > majority + 0.1);
+  }
+}
+
+TEST_CASE("adapt load: a missing head tensor, a stray tensor, a missing file are InputErrors naming the file") {
+  Fixture f;
+  AdaptedModel a = f.adapted("probe");
+  const std::string dir = f.scratch.path + "/probe";
+  save_adapter(a, dir);
+  const std::string tensors_path = dir + "/adapter_model.safetensors";
+  std::vector<NamedArray> tensors = read_safetensors(tensors_path);
+  auto without = [&](const std::string& name) {
+    std::vector<NamedArray> kept;
+    for (const NamedArray& t : tensors)
+      if (t.name != name) kept.push_back(t);
+    return kept;
+  };
+  write_safetensors(tensors_path, without("head.weight"));
+  CHECK_THROWS_WITH_AS(load_adapted(f.model_dir, dir, true), (tensors_path + ": tensor head.weight is missing").c_str(), InputError);
+  std::vector<NamedArray> stray = tensors;
+  stray.push_back({"transformer.wte.weight", {1}, {0.0f}});
+  write_safetensors(tensors_path, stray);
+  CHECK_THROWS_AS(load_adapted(f.model_dir, dir, true), InputError);
+  ::unlink(tensors_path.c_str());
+  CHECK_THROWS_WITH_AS(load_adapted(f.model_dir, dir, true), doctest::Contains(tensors_path.c_str()), InputError);
+  ::unlink((dir + "/adapter_config.json").c_str());
+  CHECK_THROWS_WITH_AS(load_adapted(f.model_dir, dir, true), doctest::Contains("adapter_config.json"), InputError);
+}
+
+TEST_CASE("adapt probe: features are cached, so training the head never runs the LM") {
+  Fixture f;
+  for (const std::string method : {"probe", "probe-mlp"}) {
+    CAPTURE(method);
+    std::vector<long long> forward_calls;
+    for (long long steps : {20, 40}) {
+      AdaptedModel a = f.adapted(method);
+      long long calls = 0;
+      a.model->block(0).attention_output_hook = [&calls](const Tensor& out, const ForwardOptions&) {
+        calls++;
+        return out;
+      };
+      train(a, f.encoded(a, "train"), f.encoded(a, "val"), quick_run(steps, 1e-2f));
+      forward_calls.push_back(calls);
+    }
+    // One forward per evaluation batch of 32 while caching train (96) and val (24): 3 + 1.
+    CHECK(forward_calls[0] == 4);
+    CHECK(forward_calls[1] == 4);
+  }
+}
+
+TEST_CASE("adapt heads: default per method, verbalizer scores the label words' first tokens") {
+  Fixture f;
+  const ModelConfig gpt = read_config(f.model_dir + "/config.json");
+  ModelConfig encoder = gpt;
+  encoder.is_causal = false;
+  const std::vector<std::string> labels = f.task.label_names;
+  CHECK(resolve_head({}, "prompt", gpt, labels).type == "verbalizer");
+  CHECK(resolve_head({}, "prompt", encoder, labels).type == "linear");
+  CHECK(resolve_head({}, "probe-mlp", gpt, labels).type == "mlp");
+  CHECK(resolve_head({}, "bitfit", encoder, labels).pooling == Pooling::FirstToken);
+  HeadRequest mean_classifier, verbalizer;
+  mean_classifier.type = "classifier";
+  mean_classifier.pooling = "mean";
+  verbalizer.type = "verbalizer";
+  CHECK(resolve_head(mean_classifier, "lora", gpt, labels).pooling == Pooling::Mean);
+  CHECK_THROWS_AS(resolve_head(verbalizer, "prompt", encoder, labels), InputError);
+  CHECK(resolve_head({}, "bitfit", gpt, labels).label_words == std::vector<std::string>{" bad", " good"});
+
+  // The verbalizer's logits are the LM's logits at the last real token, at the label words' tokens.
+  AdaptedModel a = f.adapted("bitfit", "verbalizer");
+  const std::vector<int> tokens = verbalizer_tokens(a.head->config(), a.tokenizer);
+  REQUIRE(tokens.size() == 2);
+  const std::vector<EncodedExample> test = f.encoded(a, "test");
+  const std::vector<std::vector<float>> scores = predict_logits(a, test);
+  NoGradGuard no_grad;
+  const std::vector<int>& ids = test[0].ids;
+  Tensor lm = a.model->logits(a.model->forward(ids, 1, static_cast<int>(ids.size())));  // (1,T,V)
+  const float* last = lm.data() + (ids.size() - 1) * static_cast<size_t>(lm.size(-1));
+  CHECK(scores[0][0] == doctest::Approx(last[tokens[0]]).epsilon(1e-5));
+  CHECK(scores[0][1] == doctest::Approx(last[tokens[1]]).epsilon(1e-5));
+}
