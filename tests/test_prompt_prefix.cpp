@@ -405,6 +405,29 @@ TEST_CASE("positions: prefix from the KV cache of tokens a, prompt of wte rows o
                      std::vector<float>(plain_b.end() - static_cast<long>(ours.size()), plain_b.end())) < 1e-5f);
 }
 
+TEST_CASE("prompt and prefix: one (k, C) prompt / prefix serves every row of a batch") {
+  GPT model(tiny_config(), 1);
+  sharpen(model);
+  PromptTuning prompt(prompt_config(3, "random"));
+  PrefixTuning prefix(prefix_config(2, true));
+  Rng rng(4);
+  prompt.attach(model, {}, rng);
+  prefix.attach(model, {}, rng);
+  std::vector<int> first = random_ids(5, 61, rng), second = random_ids(5, 61, rng), both = first;
+  both.insert(both.end(), second.begin(), second.end());
+  ForwardOptions batch_options, row_options;
+  prompt.prepare(batch_options, 2);
+  prefix.prepare(batch_options, 2);
+  prompt.prepare(row_options, 1);
+  prefix.prepare(row_options, 1);
+  NoGradGuard no_grad;
+  Tensor hidden = model.forward(both, 2, 5, batch_options);  // (2,k+5,C)
+  std::vector<float> batched = model.logits(slice(hidden, 1, 3, 8)).to_vector();  // (2,5,V)
+  std::vector<float> rows = text_logits(model, row_options, first), row_2 = text_logits(model, row_options, second);
+  rows.insert(rows.end(), row_2.begin(), row_2.end());
+  CHECK(max_abs_diff(batched, rows) < 1e-5f);
+}
+
 // ---------------------------------------------------------------------------
 // Generation with the KV cache
 
