@@ -61,6 +61,15 @@ Evaluation evaluate(const AdaptedModel& adapted, const std::vector<EncodedExampl
 std::vector<std::vector<float>> predict_logits(const AdaptedModel& adapted, const std::vector<EncodedExample>& examples,
                                                int batch = 32);
 
+// Next-token loss of the adapted LM (method applied, no head) over `tokens`,
+// cut into consecutive windows of max_text_tokens() so the method's prefix
+// fits in the context; each token but the first is predicted once.
+struct LMLoss {
+  double loss = 0;       // mean cross-entropy, nats
+  long long tokens = 0;  // predicted tokens
+};
+LMLoss lm_loss(const AdaptedModel& adapted, const std::vector<int>& tokens);
+
 // Pooled features (N, C) of every example (the probe's cache), without a tape.
 Tensor pooled_features(const AdaptedModel& adapted, const std::vector<EncodedExample>& examples, int batch = 32);
 

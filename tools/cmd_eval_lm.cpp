@@ -2,11 +2,16 @@
 // (nats) and perplexity of a model on a text or a token file. Input longer
 // than the context is cut into consecutive windows, so each token is
 // predicted once, from at most n_positions tokens of context.
+// With --adapter DIR the adaptation method applies (its prefixes, hooks or
+// weights; the task head is not used) and the windows are shortened by the
+// method's prefix length so prefix + text fit in n_positions.
 #include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 
+#include "adapt/adapter_dir.h"
+#include "adapt/runner.h"
 #include "data/json.h"
 #include "tools/cli.h"
 #include "tools/model_dir.h"
@@ -36,16 +41,27 @@ std::vector<int> read_token_file(const std::string& path, int vocab_size) {
 }
 
 int run_eval_lm(Args& args) {
-  const std::string model_dir = args.required("model");
+  const std::string model_dir = args.required("model"), adapter_dir = args.str("adapter", "");
   const std::string text_path = args.str("text", ""), tokens_path = args.str("tokens", "");
   const bool as_json = args.flag("json");
   args.finish();
   if (text_path.empty() == tokens_path.empty()) throw InputError("eval-lm: give exactly one of --text FILE or --tokens FILE");
-  ModelDir m = load_model_dir(model_dir);
-  std::vector<int> ids = tokens_path.empty() ? m.tokenizer.encode(read_file(text_path), {false, text_path})
-                                             : read_token_file(tokens_path, m.model->config().vocab_size);
-  if (ids.size() < 2) throw InputError((tokens_path.empty() ? text_path : tokens_path) + ": needs at least 2 tokens");
-  LMEval e = evaluate_lm(*m.model, ids);
+  const std::string input = tokens_path.empty() ? text_path : tokens_path;
+  auto read_ids = [&](const GPT& model, const data::Tokenizer& tokenizer) {
+    std::vector<int> ids = tokens_path.empty() ? tokenizer.encode(read_file(text_path), {false, text_path})
+                                               : read_token_file(tokens_path, model.config().vocab_size);
+    if (ids.size() < 2) throw InputError(input + ": needs at least 2 tokens");
+    return ids;
+  };
+  LMEval e;
+  if (adapter_dir.empty()) {
+    ModelDir m = load_model_dir(model_dir);
+    e = evaluate_lm(*m.model, read_ids(*m.model, m.tokenizer));
+  } else {
+    const adapt::AdaptedModel a = adapt::load_adapted(model_dir, adapter_dir, false);
+    const adapt::LMLoss adapted = adapt::lm_loss(a, read_ids(*a.model, a.tokenizer));
+    e = {adapted.loss, adapted.tokens};
+  }
   const double perplexity = std::exp(e.loss);
   if (as_json) {
     json::Value out = json::Value::object();
@@ -62,7 +78,8 @@ int run_eval_lm(Args& args) {
 }  // namespace
 
 static Command eval_lm_cmd{"eval-lm", "next-token loss and perplexity of a model on a text",
-                           "usage: tinyadapt eval-lm --model DIR (--text FILE | --tokens FILE) [--json]\n"
+                           "usage: tinyadapt eval-lm --model DIR [--adapter DIR] (--text FILE | --tokens FILE) [--json]\n"
+                           "  --adapter DIR  apply an adapter (LoRA, prompt, prefix, ...; a PEFT directory works too)\n"
                            "  --text FILE    UTF-8 text, encoded with the model's tokenizer\n"
                            "  --tokens FILE  whitespace-separated token ids\n"
                            "  --json         print {\"loss\":…, \"perplexity\":…, \"tokens\":…}",

@@ -1,6 +1,11 @@
 // tools/cmd_generate.cpp — `tinyadapt generate`: continue a prompt with a
 // causal model, streaming tokens as they are chosen (KV cache on).
+// With --adapter DIR the adaptation method applies: its input prefix and
+// attention prefixes go to nn/generate (a prefix becomes the first rows of
+// the KV cache), its hooks and weights act on every step.
 #include <cstdio>
+
+#include "adapt/adapter_dir.h"
 
 #include "nn/generate.h"
 #include "tools/cli.h"
@@ -9,8 +14,28 @@
 namespace ta::cli {
 namespace {
 
+// Streams the continuation of `prompt` to stdout.
+void generate_from(const GPT& model, const data::Tokenizer& tokenizer, const std::string& prompt, GenerateOptions g,
+                   const ForwardOptions& options, const std::string& model_dir) {
+  if (!model.config().is_causal) throw InputError(model_dir + ": an encoder model cannot generate text");
+  std::vector<int> ids = tokenizer.encode(prompt, {false, "--prompt"});
+  if (ids.empty()) throw InputError("--prompt is empty");
+  const int eos = tokenizer.has_special("<|endoftext|>") ? tokenizer.special_id("<|endoftext|>") : -1;
+  // A token may end inside a UTF-8 character; its bytes are written as they
+  // come and the terminal joins them.
+  std::printf("%s", prompt.c_str());
+  g.on_token = [&](int token) {
+    if (token == eos) return false;
+    const std::string bytes = tokenizer.decode({token});
+    std::fwrite(bytes.data(), 1, bytes.size(), stdout);
+    std::fflush(stdout);
+    return true;
+  };
+  generate(model, ids, g, options);
+}
+
 int run_generate(Args& args) {
-  const std::string model_dir = args.required("model");
+  const std::string model_dir = args.required("model"), adapter_dir = args.str("adapter", "");
   const std::string prompt = args.required("prompt");
   GenerateOptions g;
   g.max_new_tokens = static_cast<int>(args.integer("max-new", 64));
@@ -22,22 +47,13 @@ int run_generate(Args& args) {
   if (g.max_new_tokens < 0) throw InputError("--max-new must be >= 0");
   if (g.temperature < 0) throw InputError("--temperature must be >= 0");
   if (g.top_k < 0) throw InputError("--top-k must be >= 0");
-  ModelDir m = load_model_dir(model_dir);
-  if (!m.model->config().is_causal) throw InputError(model_dir + ": an encoder model cannot generate text");
-  std::vector<int> ids = m.tokenizer.encode(prompt, {false, "--prompt"});
-  if (ids.empty()) throw InputError("--prompt is empty");
-  const int eos = m.tokenizer.has_special("<|endoftext|>") ? m.tokenizer.special_id("<|endoftext|>") : -1;
-  // A token may end inside a UTF-8 character; its bytes are written as they
-  // come and the terminal joins them.
-  std::printf("%s", prompt.c_str());
-  g.on_token = [&](int token) {
-    if (token == eos) return false;
-    const std::string bytes = m.tokenizer.decode({token});
-    std::fwrite(bytes.data(), 1, bytes.size(), stdout);
-    std::fflush(stdout);
-    return true;
-  };
-  generate(*m.model, ids, g);
+  if (adapter_dir.empty()) {
+    ModelDir m = load_model_dir(model_dir);
+    generate_from(*m.model, m.tokenizer, prompt, g, {}, model_dir);
+  } else {
+    const adapt::AdaptedModel a = adapt::load_adapted(model_dir, adapter_dir, false);
+    generate_from(*a.model, a.tokenizer, prompt, g, a.forward_options(1, nullptr), model_dir);
+  }
   std::printf("\n");
   return 0;
 }
@@ -45,7 +61,8 @@ int run_generate(Args& args) {
 }  // namespace
 
 static Command generate_cmd{"generate", "continue a prompt with a GPT model (KV cache)",
-                            "usage: tinyadapt generate --model DIR --prompt TEXT [options]\n"
+                            "usage: tinyadapt generate --model DIR [--adapter DIR] --prompt TEXT [options]\n"
+                            "  --adapter DIR      apply an adapter (prompt, prefix, LoRA, ...) while generating\n"
                             "  --max-new N        tokens to generate [64]\n"
                             "  --temperature T    0 = greedy [1.0]\n"
                             "  --top-k K          sample among the K most likely tokens; 0 = all [0]\n"
