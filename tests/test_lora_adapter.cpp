@@ -20,11 +20,13 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
 
 #include "adapt/lora.h"
 #include "adapt/method.h"
+#include "data/bpe.h"
 #include "data/io.h"
 #include "data/json.h"
 #include "nn/checkpoint.h"
@@ -442,6 +444,81 @@ TEST_CASE("lora: PEFT parity, committed fixture from the PyTorch reference") {
     make_parity_case(dir);
   }
   check_peft_parity(dir);
+}
+
+// ---------------------------------------------------------------------------
+// `tinyadapt merge`, through the binary (built by `make test` before the
+// suite; TINYADAPT_BIN names another one)
+
+namespace {
+
+std::string tinyadapt_binary() {
+  const char* bin = std::getenv("TINYADAPT_BIN");
+  return bin ? bin : "./tinyadapt";
+}
+
+// Runs the command line; returns its exit status and fills `output` with stdout.
+int run_cli(const std::string& arguments, std::string& output, const std::string& scratch) {
+  const std::string out_path = scratch + "/stdout.txt";
+  const int status = std::system((tinyadapt_binary() + " " + arguments + " >" + out_path + " 2>/dev/null").c_str());
+  output = read_file(out_path);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+double eval_lm_loss(const std::string& arguments, const std::string& scratch) {
+  std::string output;
+  REQUIRE(run_cli("eval-lm " + arguments + " --json", output, scratch) == 0);
+  return json::parse(output, "eval-lm output").at("loss").as_number();
+}
+
+// An adapter directory as PEFT lays it out (adapter_config.json +
+// adapter_model.safetensors), without a task head: what eval-lm and merge read.
+void write_adapter_dir(const Method& method, const std::string& dir) {
+  make_dirs(dir);
+  json::Value config = method.peft_config();
+  config.set("tinyadapt_method", method.name());
+  write_file_atomic(dir + "/adapter_config.json", config.dump(2));
+  write_safetensors(dir + "/adapter_model.safetensors", method.save_tensors());
+}
+
+}  // namespace
+
+TEST_CASE("lora: tinyadapt merge writes a model whose eval-lm loss equals eval-lm --adapter; refusals") {
+  if (!file_exists(tinyadapt_binary())) {
+    MESSAGE("skipped: no " << tinyadapt_binary() << " (make builds it; TINYADAPT_BIN names another)");
+    return;
+  }
+  ScratchDir dir;
+  const std::string base = dir.path + "/base", lora_dir = dir.path + "/lora", merged = dir.path + "/merged";
+  ModelConfig config = tiny_config();
+  config.vocab_size = 257;  // the byte-level tokenizer's 256 bytes + <|endoftext|>
+  GPT model(config, 31);
+  make_dirs(base);
+  data::Tokenizer::byte_level({"<|endoftext|>"}).save(base);
+  save_model(model, base);
+  const std::string base_weights = read_file(base + "/model.safetensors");
+  write_file_atomic(dir.path + "/tokens.txt", "5 77 123 9 250 31 64 199 12 7 100 42 3 256 150 21 99 1 2 3 4 5 6 7 8 9 10");
+
+  auto lora = attached(lora_config({"c_attn", "c_proj", "c_fc"}), model);
+  randomise(*lora, 32, 0.2f);
+  write_adapter_dir(*lora, lora_dir);
+  std::string output;
+  REQUIRE(run_cli("merge --model " + base + " --adapter " + lora_dir + " --out " + merged, output, dir.path) == 0);
+  const std::string tokens = " --tokens " + dir.path + "/tokens.txt";
+  const double adapted = eval_lm_loss("--model " + base + " --adapter " + lora_dir + tokens, dir.path);
+  const double merged_loss = eval_lm_loss("--model " + merged + tokens, dir.path);
+  const double base_loss = eval_lm_loss("--model " + base + tokens, dir.path);
+  CHECK(merged_loss == doctest::Approx(adapted).epsilon(1e-5));
+  CHECK(std::fabs(base_loss - adapted) > 1e-3);
+
+  // Refusals: exit status 2 and nothing written.
+  CHECK(run_cli("merge --model " + base + " --adapter " + lora_dir + " --out " + base + "/", output, dir.path) == 2);
+  CHECK(run_cli("merge --model " + base + " --adapter " + lora_dir + " --out " + lora_dir, output, dir.path) == 2);
+  GPT adapter_model(config, 31);
+  write_adapter_dir(*attached(adapter_config(), adapter_model), dir.path + "/houlsby");
+  CHECK(run_cli("merge --model " + base + " --adapter " + dir.path + "/houlsby --out " + dir.path + "/never", output, dir.path) == 2);
+  CHECK_FALSE(file_exists(dir.path + "/never"));
+  CHECK(read_file(base + "/model.safetensors") == base_weights);
 }
 
 // ---------------------------------------------------------------------------
