@@ -12,7 +12,9 @@
 // prompt tuning and prefix tuning on GPT-2 in plain torch (float64), writes
 // PEFT adapter directories with random values and the next-token loss of a
 // fixed token sequence; loaded here onto the same base model they must give
-// the same loss (1e-4) and logits. Live when /usr/bin/python3 imports torch;
+// the same loss (1e-4) and logits, both through the method and through
+// adapt::load_adapted + adapt::lm_loss (what `tinyadapt eval-lm --adapter`
+// runs). Live when /usr/bin/python3 imports torch;
 // the committed fixtures in tests/fixtures/peft/ everywhere
 // (TINYADAPT_UPDATE_FIXTURES=1 rewrites them).
 #include <doctest/doctest.h>
@@ -27,8 +29,11 @@
 #include <unistd.h>
 #include <vector>
 
+#include "adapt/adapter_dir.h"
 #include "adapt/prefix.h"
 #include "adapt/prompt.h"
+#include "adapt/runner.h"
+#include "data/bpe.h"
 #include "data/io.h"
 #include "nn/checkpoint.h"
 #include "nn/generate.h"
@@ -495,6 +500,11 @@ void check_peft_case(GPT& model, const std::string& dir, const std::string& name
   CHECK(max_abs_diff(method_logits(model, *method, ids), expected.at(name + ".logits").values) < 1e-4f);
   float base_loss = model.loss(ids, next_tokens(ids), 1, static_cast<int>(ids.size())).item();
   CHECK(std::fabs(base_loss - reference) > 0.05f);  // the adapter matters: ignoring it cannot pass
+
+  const AdaptedModel adapted = load_adapted(dir, adapter, false);  // the eval-lm --adapter path
+  const LMLoss lm = lm_loss(adapted, ids);
+  CHECK(lm.tokens == static_cast<long long>(ids.size()) - 1);
+  CHECK(std::fabs(lm.loss - reference) < 1e-4);
 }
 
 // PEFT's prompt-tuning training loss also scores ids[0] from the last virtual
@@ -525,9 +535,14 @@ void check_peft_dir(GPT& model, const std::string& dir) {
   check_peft_prompt_training_loss(model, dir, expected);
 }
 
+// A model directory (with a small BPE tokenizer, for load_adapted) and the
+// reference's adapters and expected losses beside it.
 void run_reference(const GPT& model, const std::string& dir) {
   make_dirs(dir);
   save_model(model, dir);
+  std::string corpus;
+  for (int i = 0; i < 20; i++) corpus += "the cat sat on the mat\n";
+  data::train_bpe(corpus, 262, {"<|endoftext|>"}).save(dir);
   std::string command = "/usr/bin/python3 tools/reference/torch_peft_prompt_prefix.py " + dir + " " + dir;
   REQUIRE(std::system(command.c_str()) == 0);
 }
@@ -549,7 +564,7 @@ TEST_CASE("prompt/prefix PEFT parity: adapters written by the torch reference gi
 TEST_CASE("prompt/prefix PEFT parity: committed fixtures from the torch reference") {
   const std::string dir = "tests/fixtures/peft";
   if (std::getenv("TINYADAPT_UPDATE_FIXTURES") != nullptr) {
-    GPT model(tiny_config(101, 24, 2, 16), 42);
+    GPT model(tiny_config(263, 24, 2, 16), 42);
     sharpen(model);
     run_reference(model, dir);
   }
