@@ -1,6 +1,6 @@
 // tests/test_adapt.cpp — the adaptation framework (adapt/): the method
 // registry, heads, batching, the runner, adapter directories, and the
-// methods probe, probe-mlp, finetune and bitfit. A generic test runs every
+// methods probe, probe-mlp, finetune and bitfit, and the token probe. A generic test runs every
 // registered method (the other files' too) through "frozen parameters are
 // bit-identical after training, trainable ones moved".
 //
@@ -23,6 +23,7 @@
 #include "adapt/adapter_dir.h"
 #include "adapt/report.h"
 #include "adapt/runner.h"
+#include "adapt/token_probe.h"
 #include "data/tasks.h"
 #include "nn/checkpoint.h"
 
@@ -346,4 +347,32 @@ TEST_CASE("adapt heads: default per method, verbalizer scores the label words' f
   const float* last = lm.data() + (ids.size() - 1) * static_cast<size_t>(lm.size(-1));
   CHECK(scores[0][0] == doctest::Approx(last[tokens[0]]).epsilon(1e-5));
   CHECK(scores[0][1] == doctest::Approx(last[tokens[1]]).epsilon(1e-5));
+}
+
+TEST_CASE("adapt token probe: sentence-start property, control labels by type, selectivity = difference") {
+  CHECK(ends_sentence(" war."));
+  CHECK(ends_sentence("?\")"));
+  CHECK(ends_sentence("! "));
+  CHECK_FALSE(ends_sentence(" Mr"));
+  CHECK_FALSE(ends_sentence(","));
+  CHECK_FALSE(ends_sentence(""));
+  const std::vector<int> control = control_labels(5000, 0.25, 3);
+  CHECK(control == control_labels(5000, 0.25, 3));
+  const double rate = static_cast<double>(std::count(control.begin(), control.end(), 1)) / 5000.0;
+  CHECK(rate == doctest::Approx(0.25).epsilon(0.1));
+
+  Fixture f;
+  const AdaptedModel a = f.adapted("probe");
+  std::string text;
+  for (const data::Example& e : f.task.train) text += e.text_a + ". ";
+  TokenProbeOptions o;
+  o.steps = 30;
+  o.mlp_hidden = 8;
+  const std::vector<TokenProbeResult> results = run_token_probe(*a.model, a.tokenizer, a.tokenizer.encode(text), o);
+  REQUIRE(results.size() == 2);
+  for (const TokenProbeResult& r : results) {
+    CHECK(r.accuracy >= 0.0);
+    CHECK(r.accuracy <= 1.0);
+    CHECK(r.selectivity() == r.accuracy - r.control_accuracy);
+  }
 }
