@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "adapt/prompt.h"
 #include "data/io.h"
 
 namespace ta::adapt {
@@ -97,22 +98,13 @@ void PrefixTuning::load_tensors(const std::vector<NamedArray>& tensors, const st
   prefix_input_ = encoder_in_weight_ = encoder_in_bias_ = encoder_out_weight_ = encoder_out_bias_ = Tensor();
 }
 
-// PEFT's PrefixTuningConfig for a causal LM (inference_mode true, as PEFT's
-// save_pretrained writes it: PEFT then loads prompt_embeddings as the plain
-// table whatever prefix_projection says, which is what our folded file is).
+// PEFT's PrefixTuningConfig. With inference_mode true PEFT loads
+// prompt_embeddings as the plain table whatever prefix_projection says,
+// which is what our folded file holds.
 json::Value PrefixTuning::peft_config() const {
-  const ModelConfig& model = model_->config();
-  json::Value config = json::Value::object();
-  config.set("peft_type", "PREFIX_TUNING");
-  config.set("task_type", "CAUSAL_LM");
-  config.set("num_virtual_tokens", config_.num_virtual_tokens);
-  config.set("token_dim", model.n_embd);
-  config.set("num_transformer_submodules", 1);
-  config.set("num_attention_heads", model.n_head);
-  config.set("num_layers", model.n_layer);
+  json::Value config = prompt_learning_config("PREFIX_TUNING", config_.num_virtual_tokens, model_->config());
   config.set("prefix_projection", config_.prefix_projection);
   config.set("encoder_hidden_size", config_.prefix_hidden);
-  config.set("inference_mode", true);
   return config;
 }
 

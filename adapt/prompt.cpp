@@ -74,25 +74,28 @@ void PromptTuning::load_tensors(const std::vector<NamedArray>& tensors, const st
   copy_into(prompt_embeddings_, find_array(tensors, "prompt_embeddings", source), source);
 }
 
-// PEFT's PromptTuningConfig for a causal LM. inference_mode is true as PEFT's
-// save_pretrained writes it. The init is written as PEFT would run it before
-// loading our weights: "TEXT" would make PEFT load a tokenizer by name, so
-// the label init (whose weights the file carries anyway) is written as
-// SAMPLE_VOCAB; our own prompt_init field keeps "label".
-json::Value PromptTuning::peft_config() const {
-  const ModelConfig& model = model_->config();
+json::Value prompt_learning_config(const std::string& peft_type, int num_virtual_tokens, const ModelConfig& model) {
   json::Value config = json::Value::object();
-  config.set("peft_type", "PROMPT_TUNING");
+  config.set("peft_type", peft_type);
   config.set("task_type", "CAUSAL_LM");
-  config.set("num_virtual_tokens", config_.num_virtual_tokens);
+  config.set("num_virtual_tokens", num_virtual_tokens);
   config.set("token_dim", model.n_embd);
   config.set("num_transformer_submodules", 1);
   config.set("num_attention_heads", model.n_head);
   config.set("num_layers", model.n_layer);
+  config.set("inference_mode", true);
+  return config;
+}
+
+// PEFT's PromptTuningConfig. The init is written as PEFT would run it before
+// loading our weights: "TEXT" would make PEFT load a tokenizer by name, so
+// the label init (whose weights the file carries anyway) is written as
+// SAMPLE_VOCAB; our own prompt_init field keeps "label".
+json::Value PromptTuning::peft_config() const {
+  json::Value config = prompt_learning_config("PROMPT_TUNING", config_.num_virtual_tokens, model_->config());
   config.set("prompt_tuning_init", config_.prompt_init == "random" ? "RANDOM" : "SAMPLE_VOCAB");
   config.set("prompt_tuning_init_text", json::Value());
   config.set("tokenizer_name_or_path", json::Value());
-  config.set("inference_mode", true);
   return config;
 }
 

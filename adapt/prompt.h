@@ -56,4 +56,11 @@ class PromptTuning : public Method {
   std::vector<int> init_token_ids_;   // (k) or empty
 };
 
+// The adapter_config.json fields of PEFT's PromptLearningConfig, which prompt
+// and prefix tuning share, for a causal LM: peft_type, task_type,
+// num_virtual_tokens, token_dim, num_transformer_submodules (1: a decoder),
+// num_attention_heads, num_layers, and inference_mode true, as PEFT's
+// save_pretrained writes it.
+json::Value prompt_learning_config(const std::string& peft_type, int num_virtual_tokens, const ModelConfig& model);
+
 }  // namespace ta::adapt
