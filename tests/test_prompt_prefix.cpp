@@ -14,9 +14,8 @@
 // fixed token sequence; loaded here onto the same base model they must give
 // the same loss (1e-4) and logits, both through the method and through
 // adapt::load_adapted + adapt::lm_loss (what `tinyadapt eval-lm --adapter`
-// runs). Live when /usr/bin/python3 imports torch;
-// the committed fixtures in tests/fixtures/peft/ everywhere
-// (TINYADAPT_UPDATE_FIXTURES=1 rewrites them).
+// runs). Live when /usr/bin/python3 imports torch; the committed fixtures in
+// tests/fixtures/peft/ everywhere (TINYADAPT_UPDATE_FIXTURES=1 rewrites them).
 #include <doctest/doctest.h>
 
 #include <algorithm>
