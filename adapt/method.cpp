@@ -119,7 +119,9 @@ MethodConfig method_config_from_json(const json::Value& v, const std::string& so
   real("lora_dropout", c.lora_dropout);
   if (const json::Value* x = v.find("target_modules")) {
     c.target_modules.clear();
-    for (const json::Value& t : x->items(source + ": target_modules")) c.target_modules.push_back(t.as_string(source + ": target_modules"));
+    if (x->is_string()) c.target_modules.push_back(x->as_string());  // PEFT also allows one name
+    else
+      for (const json::Value& t : x->items(source + ": target_modules")) c.target_modules.push_back(t.as_string(source + ": target_modules"));
   }
   integer("probe_hidden", c.probe_hidden, 1);
   return c;

@@ -48,6 +48,12 @@ class FeatureSource {
     return labels;
   }
   size_t size() const { return examples_.size(); }
+  // Tokens the LM reads for these examples (progress and throughput): none when cached.
+  long long tokens(const std::vector<size_t>& indices) const {
+    long long n = 0;
+    for (size_t i : indices) n += cache_.defined() ? 0 : static_cast<long long>(examples_[i].ids.size());
+    return n;
+  }
 
  private:
   const AdaptedModel& adapted_;
@@ -169,7 +175,7 @@ TrainResult train(AdaptedModel& a, const std::vector<EncodedExample>& train_spli
     const std::vector<size_t> indices = sampler.indices_for_step(step);
     StepStats s = trainer.step(step, [&](int) {
       Tensor logits = a.head->logits(*a.model, train_source.features(indices, &rng));  // (B,L)
-      return MicroBatch{cross_entropy(logits, train_source.labels(indices)), static_cast<long long>(indices.size())};
+      return MicroBatch{cross_entropy(logits, train_source.labels(indices)), train_source.tokens(indices)};
     });
     result.losses.push_back(s.loss);
     result.steps = step + 1;
