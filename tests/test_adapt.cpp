@@ -376,3 +376,25 @@ TEST_CASE("adapt token probe: sentence-start property, control labels by type, s
     CHECK(r.selectivity() == r.accuracy - r.control_accuracy);
   }
 }
+
+TEST_CASE("adapt lm_loss: an adapter's prefix shortens the windows so long texts fit; no method = the base's loss") {
+  Fixture f;
+  const AdaptedModel probe = f.adapted("probe");
+  std::string text;
+  for (const data::Example& e : f.task.train) text += e.text_a + ". ";
+  const std::vector<int> tokens = probe.tokenizer.encode(text);
+  REQUIRE(tokens.size() > 200);  // several windows of n_positions = 48
+  const LMLoss base = lm_loss(probe, tokens);
+  CHECK(base.tokens == static_cast<long long>(tokens.size()) - 1);
+  NoGradGuard no_grad;
+  const std::vector<int> first(tokens.begin(), tokens.begin() + 48), targets(tokens.begin() + 1, tokens.begin() + 49);
+  CHECK(lm_loss(probe, std::vector<int>(tokens.begin(), tokens.begin() + 49)).loss ==
+        doctest::Approx(probe.model->loss(first, targets, 1, 48).item()));
+  const std::vector<std::string> names = method_names();
+  if (std::find(names.begin(), names.end(), "prompt") != names.end()) {
+    const AdaptedModel prompt = f.adapted("prompt");
+    REQUIRE(prompt.prefix_length() == 4);
+    CHECK(prompt.max_text_tokens() == 44);
+    CHECK(lm_loss(prompt, tokens).tokens == static_cast<long long>(tokens.size()) - 1);
+  }
+}
