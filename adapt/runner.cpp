@@ -22,7 +22,10 @@ RunOptions default_run_options(const std::string& method) {
   else if (method == "lora" || method == "adapter") o.lr = 2e-3f;
   else if (method == "prompt") o.lr = 3e-2f;
   else if (method == "prefix") o.lr = 1e-2f;
-  else if (method == "probe" || method == "probe-mlp") o.lr = 1e-2f;
+  else if (method == "probe" || method == "probe-mlp") {
+    o.lr = 1e-2f;
+    o.steps = 1000;  // cheap: the head trains on cached features
+  }
   return o;
 }
 
