@@ -32,8 +32,12 @@
 #include "nn/checkpoint.h"
 #include "nn/optim.h"
 #include "nn/safetensors.h"
+#include "tests/helpers.h"
 
 using namespace ta;
+using ta::testing::max_relative_diff;
+using ta::testing::ScratchDir;
+using ta::testing::torch_available;
 using namespace ta::adapt;
 
 namespace {
@@ -75,16 +79,6 @@ std::vector<float> logits_of(const GPT& model, const TokenBatch& b) {
 float loss_of(const GPT& model, const TokenBatch& b) {
   NoGradGuard no_grad;
   return model.loss(b.ids, b.targets, kBatch, kTime).item();
-}
-
-float max_relative_diff(const std::vector<float>& ours, const std::vector<float>& theirs) {
-  REQUIRE(ours.size() == theirs.size());
-  float diff = 0, scale = 0;
-  for (size_t i = 0; i < ours.size(); i++) {
-    diff = std::max(diff, std::fabs(ours[i] - theirs[i]));
-    scale = std::max(scale, std::fabs(theirs[i]));
-  }
-  return scale > 0 ? diff / scale : diff;
 }
 
 MethodConfig lora_config(std::vector<std::string> targets, int rank = 4, float alpha = 8.0f) {
@@ -183,16 +177,6 @@ int64_t sum_numel(const std::vector<OptimParam>& params) {
   return total;
 }
 
-struct ScratchDir {
-  std::string path;
-  ScratchDir() {
-    char pattern[] = "/tmp/ta_lora_XXXXXX";
-    REQUIRE(::mkdtemp(pattern) != nullptr);
-    path = pattern;
-  }
-  ~ScratchDir() { std::system(("rm -rf '" + path + "'").c_str()); }
-};
-
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -283,7 +267,7 @@ TEST_CASE("lora: merge equals the unmerged model; unmerge restores the weights")
 }
 
 TEST_CASE("lora: a merged model saved as a plain model directory gives the adapted loss") {
-  ScratchDir dir;
+  ScratchDir dir("lora");
   GPT model(tiny_config(), 8);
   const TokenBatch b = next_token_batch(4);
   auto method = attached(lora_config({"c_attn", "c_fc"}), model);
@@ -405,11 +389,6 @@ void check_peft_parity(const std::string& dir) {
   CHECK(std::fabs(loss_of(*model, b) - expected.at("merged_loss").values[0]) < 1e-4f);
 }
 
-bool torch_available() {
-  static int available = std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0 ? 1 : 0;
-  return available == 1;
-}
-
 // Writes a random model and a batch into `dir`, then runs the reference,
 // which writes dir/adapter/ and dir/expected.safetensors.
 void make_parity_case(const std::string& dir) {
@@ -432,7 +411,7 @@ TEST_CASE("lora: PEFT parity, live against the PyTorch reference") {
     MESSAGE("skipped: /usr/bin/python3 cannot import torch (the fixture test still runs)");
     return;
   }
-  ScratchDir dir;
+  ScratchDir dir("lora");
   make_parity_case(dir.path);
   check_peft_parity(dir.path);
 }
@@ -488,7 +467,7 @@ TEST_CASE("lora: tinyadapt merge writes a model whose eval-lm loss equals eval-l
     MESSAGE("skipped: no " << tinyadapt_binary() << " (make builds it; TINYADAPT_BIN names another)");
     return;
   }
-  ScratchDir dir;
+  ScratchDir dir("lora");
   const std::string base = dir.path + "/base", lora_dir = dir.path + "/lora", merged = dir.path + "/merged";
   ModelConfig config = tiny_config();
   config.vocab_size = 257;  // the byte-level tokenizer's 256 bytes + <|endoftext|>

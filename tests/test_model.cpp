@@ -28,20 +28,14 @@
 #include "nn/gpt.h"
 #include "nn/optim.h"
 #include "nn/safetensors.h"
+#include "tests/helpers.h"
 
 using namespace ta;
+using ta::testing::max_relative_diff;
+using ta::testing::ScratchDir;
+using ta::testing::torch_available;
 
 namespace {
-
-struct ScratchDir {
-  std::string path;
-  ScratchDir() {
-    char pattern[] = "/tmp/ta_model_XXXXXX";
-    REQUIRE(::mkdtemp(pattern) != nullptr);
-    path = pattern;
-  }
-  ~ScratchDir() { std::system(("rm -rf '" + path + "'").c_str()); }
-};
 
 ModelConfig small_config(bool causal, int vocab = 101, int n_embd = 24, int n_layer = 2, int n_positions = 16) {
   ModelConfig c;
@@ -67,16 +61,6 @@ Tensor random_leaf(Shape shape, Rng& rng, float sd) {
   fill_normal(t, rng, 0.0f, sd);
   t.set_requires_grad(true);
   return t;
-}
-
-float max_relative_diff(const std::vector<float>& ours, const std::vector<float>& theirs) {
-  REQUIRE(ours.size() == theirs.size());
-  float diff = 0, scale = 0;
-  for (size_t i = 0; i < ours.size(); i++) {
-    diff = std::max(diff, std::fabs(ours[i] - theirs[i]));
-    scale = std::max(scale, std::fabs(theirs[i]));
-  }
-  return scale > 0 ? diff / scale : diff;
 }
 
 // ---------------------------------------------------------------------------
@@ -230,11 +214,6 @@ void check_parity(GPT& model, ParityBatch& b, const std::string& expected_path, 
     if (a.name == "losses") check_first_steps(model, b, a.values);
 }
 
-bool torch_available() {
-  static int available = std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0 ? 1 : 0;
-  return available == 1;
-}
-
 // Saves a fresh model and the batch into `dir`, runs the reference on them,
 // and compares. The directory then holds everything a fixture needs.
 void live_parity(const std::string& name, const ModelConfig& config, const std::string& dir) {
@@ -261,7 +240,7 @@ TEST_CASE("model parity: logits, loss and every gradient match live PyTorch at o
   }
   for (const std::string name : kParityCases) {
     INFO("case " << name);
-    ScratchDir scratch;
+    ScratchDir scratch("model");
     live_parity(name, odd_config(name != "encoder"), scratch.path + "/" + name);
   }
 }
@@ -361,7 +340,7 @@ void check_load_fails(const std::string& dir, const std::vector<std::string>& fr
 }  // namespace
 
 TEST_CASE("model checkpoint: save then load gives identical logits; config.json has HF names") {
-  ScratchDir scratch;
+  ScratchDir scratch("model");
   for (bool causal : {true, false}) {
     ModelConfig config = small_config(causal);
     config.layer_norm_epsilon = 1e-6f;
@@ -387,7 +366,7 @@ TEST_CASE("model checkpoint: save then load gives identical logits; config.json 
 }
 
 TEST_CASE("model checkpoint: Hugging Face variants load (no prefix, mask buffers, tied lm_head)") {
-  ScratchDir scratch;
+  ScratchDir scratch("model");
   GPT model(small_config(true), 6);
   save_model(model, scratch.path);
   edit_weights(scratch.path, [](std::vector<NamedArray>& arrays) {
@@ -412,7 +391,7 @@ TEST_CASE("model checkpoint: Hugging Face variants load (no prefix, mask buffers
 }
 
 TEST_CASE("model checkpoint: bad directories are InputErrors naming the file and the key") {
-  ScratchDir scratch;
+  ScratchDir scratch("model");
   GPT model(small_config(true), 7);
   auto fresh = [&](const std::string& name) {
     std::string dir = scratch.path + "/" + name;

@@ -36,21 +36,15 @@
 #include "data/io.h"
 #include "nn/checkpoint.h"
 #include "nn/generate.h"
+#include "tests/helpers.h"
 
 using namespace ta;
+using ta::testing::max_relative_diff;
+using ta::testing::ScratchDir;
+using ta::testing::torch_available;
 using namespace ta::adapt;
 
 namespace {
-
-struct ScratchDir {
-  std::string path;
-  ScratchDir() {
-    char pattern[] = "/tmp/ta_prompt_prefix_XXXXXX";
-    REQUIRE(::mkdtemp(pattern) != nullptr);
-    path = pattern;
-  }
-  ~ScratchDir() { std::system(("rm -rf '" + path + "'").c_str()); }
-};
 
 ModelConfig tiny_config(int vocab = 61, int n_embd = 24, int n_layer = 2, int n_positions = 40) {
   ModelConfig c;
@@ -465,11 +459,6 @@ TEST_CASE("generate: with a prefix (and with a prompt) cached and uncached greed
 
 namespace {
 
-bool torch_available() {
-  static int available = std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0 ? 1 : 0;
-  return available == 1;
-}
-
 // Loads DIR/<name> (a PEFT adapter) onto `model` and compares the losses and
 // logits with the reference's; also checks our adapter_config fields equal PEFT's.
 void check_peft_case(GPT& model, const std::string& dir, const std::string& name,
@@ -553,7 +542,7 @@ TEST_CASE("prompt/prefix PEFT parity: adapters written by the torch reference gi
     MESSAGE("skipped: /usr/bin/python3 cannot import torch (the fixture test still runs)");
     return;
   }
-  ScratchDir scratch;
+  ScratchDir scratch("prompt_prefix");
   GPT model(tiny_config(301, 48, 3, 19), 42);
   sharpen(model);
   run_reference(model, scratch.path);

@@ -22,22 +22,12 @@
 
 #include "data/io.h"
 #include "nn/safetensors.h"
+#include "tests/helpers.h"
 
 using ta::NamedArray;
+using ta::testing::ScratchDir;
 
 namespace {
-
-// A fresh folder under /tmp, removed with its files at the end of the test.
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char pattern[] = "/tmp/ta_safetensors_XXXXXX";
-    REQUIRE(::mkdtemp(pattern) != nullptr);
-    path = pattern;
-  }
-  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
-  std::string file(const std::string& name) const { return path + "/" + name; }
-};
 
 std::string le64(uint64_t x) {
   std::string out;
@@ -70,7 +60,7 @@ uint32_t bits(float f) {
 
 // Writes `bytes` as a file and returns the InputError message from reading it
 // ("" if it read); other exceptions escape and fail the test.
-std::string read_error(const TempDir& dir, const std::string& bytes) {
+std::string read_error(const ScratchDir& dir, const std::string& bytes) {
   std::string path = dir.file("bad.safetensors");
   ta::write_file_atomic(path, bytes);
   try {
@@ -84,7 +74,7 @@ std::string read_error(const TempDir& dir, const std::string& bytes) {
 }  // namespace
 
 TEST_CASE("safetensors: round trip keeps names, shapes (scalars, zero sizes) and float bits") {
-  TempDir dir;
+  ScratchDir dir("safetensors");
   const float inf = std::numeric_limits<float>::infinity();
   std::vector<NamedArray> arrays = {
       {"wte.weight", {2, 3}, {1.5f, -2.0f, 0.0f, -0.0f, inf, std::nanf("")}},
@@ -161,7 +151,7 @@ TEST_CASE("safetensors: F16 and BF16 widen exactly, F64 rounds to nearest") {
   CHECK(ta::bfloat16_to_float(0xFF80) == -inf);
   CHECK(std::isnan(ta::bfloat16_to_float(0x7FC1)));
 
-  TempDir dir;
+  ScratchDir dir("safetensors");
   std::string path = dir.file("mixed.safetensors");
   std::string header = R"({"h":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},)"
                        R"("b":{"dtype":"BF16","shape":[1,1],"data_offsets":[4,6]},)"
@@ -180,11 +170,11 @@ TEST_CASE("safetensors: F16 and BF16 widen exactly, F64 rounds to nearest") {
 }
 
 TEST_CASE("safetensors: F16 and BF16 agree with torch on all 65,536 bit patterns") {
-  if (std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0) {
+  if (!ta::testing::torch_available()) {
     MESSAGE("skipped: /usr/bin/python3 has no torch (apt-get install python3-torch)");
     return;
   }
-  TempDir dir;
+  ScratchDir dir("safetensors");
   std::string script =
       "import sys, torch\n"
       "bits = torch.arange(65536, dtype=torch.int32).to(torch.int16)\n"
@@ -212,7 +202,7 @@ TEST_CASE("safetensors: a file we write loads and re-saves byte-identically in H
     MESSAGE("skipped: /usr/bin/python3 has no safetensors package (the layout is checked against HF's pinned bytes above)");
     return;
   }
-  TempDir dir;
+  ScratchDir dir("safetensors");
   ta::write_safetensors(dir.file("ours.safetensors"),
                         {{"transformer.wte.weight", {3, 2}, {1, 2, 3, 4, 5, 6}}, {"lm.bias", {}, {0.5f}}, {"z", {0}, {}}});
   std::string script =
@@ -228,7 +218,7 @@ TEST_CASE("safetensors: a file we write loads and re-saves byte-identically in H
 }
 
 TEST_CASE("safetensors: every malformed file throws one InputError naming the file and the problem") {
-  TempDir dir;
+  ScratchDir dir("safetensors");
   const std::string path = dir.file("bad.safetensors");
   auto tensor = [](const std::string& name, const std::string& dtype, const std::string& shape,
                    const std::string& offsets) {
@@ -302,7 +292,7 @@ TEST_CASE("safetensors: the writer refuses arrays it cannot write faithfully") {
   CHECK_THROWS_AS(ta::safetensors_bytes({}, {{"k", "a"}, {"k", "b"}}), std::invalid_argument);
 
   // A failed write leaves the previous file untouched.
-  TempDir dir;
+  ScratchDir dir("safetensors");
   std::string path = dir.file("keep.safetensors");
   ta::write_safetensors(path, {{"x", {1}, {1}}});
   std::string before = ta::read_file(path);
