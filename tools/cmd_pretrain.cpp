@@ -107,9 +107,9 @@ float validation_loss(const GPT& model, const data::Tokenizer& tok, const std::v
 }
 
 ModelDir fresh_model(PretrainArgs& p, const std::string& text) {
+  p.config.validate("pretrain");  // before the tokenizer: a bad shape fails at once
   data::Tokenizer tok = make_tokenizer(p, text);
   p.config.vocab_size = std::max(p.config.vocab_size, tok.vocab_size());
-  p.config.validate("pretrain");
   return ModelDir{std::make_unique<GPT>(p.config, p.seed), std::move(tok)};
 }
 
