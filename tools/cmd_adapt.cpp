@@ -175,7 +175,7 @@ static Command adapt_cmd{
     "  --pooling last|first|mean      the classifier's features [last for a GPT, first for an encoder]\n"
     "  --label-words a,b              the verbalizer's words, one per label [the label names], each after a space\n"
     "training:\n"
-    "  --steps N | --epochs N   [300 steps; probes 1000]\n"
+    "  --steps N | --epochs N   [300 steps; probes and bitfit 1000]\n"
     "  --lr X                   [finetune 1e-4, bitfit 3e-3, lora/adapter 2e-3, prompt 3e-2, prefix 1e-2, probes 1e-2]\n"
     "  --batch B [16]  --warmup N [steps/10]  --weight-decay X [0]  --eval-every N [100]\n"
     "  --seed S [1337] initialisation, batch order, dropout;  --data-seed S [1337] the task's splits\n"
