@@ -14,6 +14,8 @@
 #include "adapt/method.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 
 #include "data/io.h"
@@ -39,6 +41,17 @@ std::string joined(const std::vector<std::string>& names) {
   std::string out;
   for (const std::string& n : names) out += (out.empty() ? "" : ", ") + n;
   return out;
+}
+
+// The shortest decimal that reads back as `x`, so 0.01f is written 0.01,
+// not 0.009999999776482582.
+double shortest_decimal(float x) {
+  for (int digits = 6; digits < 9; digits++) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.*g", digits, static_cast<double>(x));
+    if (std::strtof(text, nullptr) == x) return std::strtod(text, nullptr);
+  }
+  return static_cast<double>(x);
 }
 
 // "[2, 3]", as PyTorch prints a size.
@@ -75,11 +88,11 @@ json::Value method_config_to_json(const MethodConfig& c) {
   v.set("prefix_projection", c.prefix_projection);
   v.set("encoder_hidden_size", c.prefix_hidden);
   v.set("bottleneck", c.bottleneck);
-  v.set("adapter_init_std", static_cast<double>(c.adapter_init_std));
+  v.set("adapter_init_std", shortest_decimal(c.adapter_init_std));
   v.set("train_layernorm", c.train_layernorm);
   v.set("r", c.lora_rank);
-  v.set("lora_alpha", static_cast<double>(c.lora_alpha));
-  v.set("lora_dropout", static_cast<double>(c.lora_dropout));
+  v.set("lora_alpha", shortest_decimal(c.lora_alpha));
+  v.set("lora_dropout", shortest_decimal(c.lora_dropout));
   json::Value targets = json::Value::array();
   for (const std::string& t : c.target_modules) targets.push(t);
   v.set("target_modules", targets);

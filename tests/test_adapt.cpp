@@ -153,12 +153,17 @@ TEST_CASE("adapt method config: JSON round trip with PEFT's names; PEFT files re
   c.lora_rank = 4;
   c.lora_alpha = 8;
   c.target_modules = {"c_attn", "c_fc"};
+  c.lora_dropout = 0.05f;
   const json::Value v = method_config_to_json(c);
   CHECK(v.at("r").as_int() == 4);
+  CHECK(v.at("adapter_init_std").as_number() == 0.01);  // written as the user's decimal, not 0.0099999997
+  CHECK(v.at("lora_dropout").as_number() == 0.05);
   const MethodConfig back = method_config_from_json(v, "cfg");
   CHECK(back.method == "lora");
   CHECK(back.lora_rank == 4);
   CHECK(back.lora_alpha == 8.0f);
+  CHECK(back.lora_dropout == 0.05f);
+  CHECK(back.adapter_init_std == c.adapter_init_std);
   CHECK(back.target_modules == c.target_modules);
   const json::Value peft = json::parse(R"({"peft_type": "PROMPT_TUNING", "num_virtual_tokens": 7})");
   const MethodConfig from_peft = method_config_from_json(peft, "cfg");
