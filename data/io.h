@@ -7,7 +7,10 @@
 // Every file tinyadapt writes goes through write_file_atomic: the bytes go to
 // a temporary file in the same folder, are fsync'ed, and are renamed over the
 // target, so a process killed at any moment leaves either the old file or the
-// new one, never half of one.
+// new one, never half of one. The temporary is PATH.tmp.PID; one left by a
+// killed process stays (it may be large, but nothing reads such names, and
+// removing it safely would need to know that PID is not still writing):
+// delete `*.tmp.*` files by hand. tests/test_resume.cpp kills savers to check.
 #pragma once
 #include <stdexcept>
 #include <string>
