@@ -1,12 +1,13 @@
-// tests/test_resume.cpp — stopping and resuming `tinyadapt pretrain`, through
-// the binary (issue 8).
+// tests/test_resume.cpp — stopping and resuming `tinyadapt pretrain`, and bad
+// command-line input, through the binary (issue 8).
 //
 // What it checks: a run stopped with --stop-after and started again logs the
 // same losses, string for string, and ends with the same model.safetensors,
 // byte for byte, as the run that never stopped (at OMP_NUM_THREADS=1, where
 // the sums are in a fixed order); Ctrl-C (SIGINT) exits with status 130 and
 // leaves a checkpoint that loads and resumes; SIGKILL at random moments,
-// while checkpoints are being written, always leaves one that loads.
+// while checkpoints are being written, always leaves one that loads; a bad
+// option or --tokens file is one line on stderr naming it and status 2.
 //
 // What it is not: a test of the training maths (test_optim, test_model). The
 // binary is ./tinyadapt, built by `make test` before the suite, or the one
@@ -58,8 +59,9 @@ std::vector<std::string> pretrain_args(const std::string& corpus, const std::str
           "--n-embd", "16", "--ctx", "16", "--batch", "2", "--eval-batches", "1", "--steps", std::to_string(steps)};
 }
 
-// Starts the binary with `args` at one thread, output discarded; returns its pid.
-pid_t spawn(std::vector<std::string> args) {
+// Starts the binary with `args` at one thread, stdout discarded, stderr to
+// `stderr_path`; returns its pid.
+pid_t spawn(std::vector<std::string> args, const std::string& stderr_path = "/dev/null") {
   args.insert(args.begin(), tinyadapt_binary());
   std::fflush(nullptr);  // else the child's freopen writes our buffered output a second time
   const pid_t pid = ::fork();
@@ -67,7 +69,7 @@ pid_t spawn(std::vector<std::string> args) {
   if (pid == 0) {
     ::setenv("OMP_NUM_THREADS", "1", 1);
     ::freopen("/dev/null", "w", stdout);
-    ::freopen("/dev/null", "w", stderr);
+    ::freopen(stderr_path.c_str(), "w", stderr);
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -200,4 +202,35 @@ TEST_CASE("resume: SIGKILL at random moments while checkpointing leaves a checkp
   // What the kills left resumes: one more step trains and saves.
   const size_t steps_logged = logged_losses(out + "/log.csv").size();
   REQUIRE(run(pretrain_args(corpus, out, static_cast<long long>(steps_logged) + 1)) == 0);
+}
+
+TEST_CASE("resume: bad options and a bad --tokens file: one line naming the problem, status 2") {
+  if (!ta::file_exists(tinyadapt_binary())) {
+    MESSAGE("skipped: no " << tinyadapt_binary() << " (make builds it; TINYADAPT_BIN names another)");
+    return;
+  }
+  ScratchDir dir("cli");
+  const std::string corpus = write_corpus(dir), model = dir.file("model"), errors = dir.file("stderr.txt");
+  REQUIRE(run(pretrain_args(corpus, model, 1)) == 0);
+  ta::write_file_atomic(dir.file("letters.txt"), "1 2 three 4\n");
+  ta::write_file_atomic(dir.file("too_big.txt"), "1 2 257\n");
+  struct Case {
+    std::vector<std::string> args;
+    std::string expected;  // a part of the one error line
+  };
+  const std::vector<Case> cases = {
+      {{"pretrain", "--out", model, "--no-such-option", "1"}, "unknown option --no-such-option"},
+      {{"pretrain", "--out", model, "--steps", "12x"}, "--steps: expected an integer, got '12x'"},
+      {{"pretrain", "--out", model, "--stop-after", "-1"}, "--stop-after must be"},
+      {{"eval-lm", "--model", model, "--tokens", dir.file("letters.txt")}, "letters.txt: 'three' is not a token id"},
+      {{"eval-lm", "--model", model, "--tokens", dir.file("too_big.txt")}, "too_big.txt: token id 257 is outside"},
+      {{"eval-lm", "--model", model, "--tokens", dir.file("absent.txt")}, "absent.txt: cannot open"},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.expected);
+    CHECK(wait_status(spawn(c.args, errors)) == 2);
+    const std::string message = ta::read_file(errors);
+    CHECK(message.find(c.expected) != std::string::npos);
+    CHECK(std::count(message.begin(), message.end(), '\n') == 1);
+  }
 }
