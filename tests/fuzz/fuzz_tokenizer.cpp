@@ -6,11 +6,10 @@
 // either succeed or throw ta::InputError: no crash, no sanitizer report, no
 // other exception. A tokenizer that loads must round-trip text: decode(encode(s))
 // gives s back, special tokens included.
-#include <unistd.h>
+#include <stdlib.h>  // mkdtemp
 
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
 #include <fstream>
 #include <string>
 

@@ -5,12 +5,13 @@
 // carved from it). load_tsv_task must either succeed or throw ta::InputError:
 // no crash, no sanitizer report, no other exception. A task that loads must
 // be consistent: every label in range, train non-empty, ood empty.
-#include <unistd.h>
+#include <stdlib.h>  // mkdtemp
 
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "data/io.h"
 #include "data/tasks.h"
