@@ -119,6 +119,13 @@ std::string fixed(double x, int digits = 4) {
   return text;
 }
 
+// 4 significant digits: a learning rate of 3e-06 stays readable.
+std::string significant(double x) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.4g", x);
+  return text;
+}
+
 }  // namespace
 
 Tensor pooled_features(const AdaptedModel& a, const std::vector<EncodedExample>& examples, int batch) {
@@ -187,7 +194,7 @@ TrainResult train(AdaptedModel& a, const std::vector<EncodedExample>& train_spli
     result.steps = step + 1;
     const bool last = step + 1 == steps;
     const bool eval = !val_split.empty() && (last || (o.eval_every > 0 && (step + 1) % o.eval_every == 0));
-    std::vector<std::string> row{std::to_string(step + 1), fixed(s.loss), std::to_string(s.lr), "", ""};
+    std::vector<std::string> row{std::to_string(step + 1), fixed(s.loss), significant(s.lr), "", ""};
     if (eval) {
       a.method->set_training(false);
       result.val = evaluate_source(a, val_source, o.eval_batch);
