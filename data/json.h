@@ -80,6 +80,9 @@ class Value {
 Value parse(const std::string& text, const std::string& source = "json");
 Value parse_file(const std::string& path);
 
+// Appends code point `cp` (at most U+10FFFF) to `out`, encoded as UTF-8.
+void append_utf8(std::string& out, unsigned cp);
+
 // Appends `s` to `out` as a JSON string literal (quotes and escapes).
 void write_string(std::string& out, const std::string& s);
 

@@ -20,6 +20,7 @@
 #include "data/json.h"
 
 using ta::data::EncodeOptions;
+using ta::json::append_utf8;
 using ta::data::Tokenizer;
 
 namespace {
@@ -49,23 +50,6 @@ std::string input_error_of(Action action) {
   return "";
 }
 
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
 
 // Valid UTF-8 mixing the character kinds the GPT-2 regex tells apart.
 std::string random_utf8(std::mt19937& rng, size_t characters) {
