@@ -13,7 +13,6 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <map>
 #include <set>
 #include <string>
@@ -26,26 +25,18 @@
 #include "adapt/token_probe.h"
 #include "data/tasks.h"
 #include "nn/checkpoint.h"
+#include "tests/helpers.h"
 
 using namespace ta;
 using namespace ta::adapt;
+using ta::testing::ScratchDir;
 
 namespace {
-
-struct ScratchDir {
-  std::string path;
-  ScratchDir() {
-    char pattern[] = "/tmp/ta_adapt_XXXXXX";
-    REQUIRE(::mkdtemp(pattern) != nullptr);
-    path = pattern;
-  }
-  ~ScratchDir() { std::system(("rm -rf '" + path + "'").c_str()); }
-};
 
 // A tiny random GPT and a tokenizer that knows the label words " good" and
 // " bad" as single tokens, saved as a model directory; and the keyword task.
 struct Fixture {
-  ScratchDir scratch;
+  ScratchDir scratch{"adapt"};
   std::string model_dir = scratch.path + "/base";
   data::Task task = data::load_task("tests/fixtures/adapt/keyword/train.tsv", 7);
 
