@@ -47,6 +47,7 @@ int run_generate(Args& args) {
   if (g.max_new_tokens < 0) throw InputError("--max-new must be >= 0");
   if (g.temperature < 0) throw InputError("--temperature must be >= 0");
   if (g.top_k < 0) throw InputError("--top-k must be >= 0");
+  NoGradGuard no_grad;  // inference only: the adapter's prefixes are not recorded either
   if (adapter_dir.empty()) {
     ModelDir m = load_model_dir(model_dir);
     generate_from(*m.model, m.tokenizer, prompt, g, {}, model_dir);
