@@ -44,4 +44,11 @@ inline bool torch_available() {
   return available;
 }
 
+// The command-line binary the end-to-end tests run: $TINYADAPT_BIN, else
+// ./tinyadapt (`make test` builds it and runs the suite from the repository root).
+inline std::string tinyadapt_binary() {
+  const char* bin = std::getenv("TINYADAPT_BIN");
+  return bin ? bin : "./tinyadapt";
+}
+
 }  // namespace ta::testing

@@ -37,6 +37,7 @@
 using namespace ta;
 using ta::testing::max_relative_diff;
 using ta::testing::ScratchDir;
+using ta::testing::tinyadapt_binary;
 using ta::testing::torch_available;
 using namespace ta::adapt;
 
@@ -430,11 +431,6 @@ TEST_CASE("lora: PEFT parity, committed fixture from the PyTorch reference") {
 // suite; TINYADAPT_BIN names another one)
 
 namespace {
-
-std::string tinyadapt_binary() {
-  const char* bin = std::getenv("TINYADAPT_BIN");
-  return bin ? bin : "./tinyadapt";
-}
 
 // Runs the command line; returns its exit status and fills `output` with stdout.
 int run_cli(const std::string& arguments, std::string& output, const std::string& scratch) {

@@ -34,13 +34,9 @@
 #include "tests/helpers.h"
 
 using ta::testing::ScratchDir;
+using ta::testing::tinyadapt_binary;
 
 namespace {
-
-std::string tinyadapt_binary() {
-  const char* bin = std::getenv("TINYADAPT_BIN");
-  return bin ? bin : "./tinyadapt";
-}
 
 // A corpus of a few kilobytes: enough windows of 16 bytes for training and
 // the 10% held out for validation.
