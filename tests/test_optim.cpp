@@ -8,6 +8,7 @@
 
 #include "autograd/ops.h"
 #include "nn/optim.h"
+#include "nn/trainer.h"
 
 using namespace ta;
 
@@ -99,4 +100,31 @@ TEST_CASE("lr schedule: linear warm-up, cosine decay, floor") {
   CHECK(lr_at(55, 10, 100, 1.0f, 0.1f) == doctest::Approx(0.55f));  // half way: the mean
   CHECK(lr_at(100, 10, 100, 1.0f, 0.1f) == doctest::Approx(0.1f));
   CHECK(lr_at(500, 10, 100, 1.0f, 0.1f) == doctest::Approx(0.1f));
+}
+
+TEST_CASE("trainer: a non-finite loss or gradient stops the step before any update") {
+  Tensor w = trainable({1.0f, 2.0f});
+  TrainerOptions options;
+  options.steps = 10;
+  options.lr = 0.1f;
+  Trainer trainer({{"w", w, false}}, options);
+  // A loss that is NaN: nothing may move.
+  CHECK_THROWS_AS(trainer.step(0, [&](int) { return MicroBatch{mul_scalar(sum(w), NAN), 1}; }), TrainingError);
+  CHECK(tape_size() == 0);
+  CHECK(w.data()[0] == 1.0f);
+  CHECK(w.data()[1] == 2.0f);
+  // A finite loss whose gradient overflows: v is used twice, each path adding
+  // 2e38 to dv, which is more than a float holds; the loss itself is ~4e8.
+  Tensor v = trainable({1e-30f});
+  Trainer overflow({{"v", v, false}}, options);
+  CHECK_THROWS_AS(overflow.step(0, [&](int) {
+    return MicroBatch{add(mul_scalar(sum(v), 2e38f), mul_scalar(sum(v), 2e38f)), 1};
+  }), TrainingError);
+  CHECK(v.data()[0] == 1e-30f);
+  CHECK(overflow.optimizer().steps_taken() == 0);
+  CHECK(trainer.optimizer().steps_taken() == 0);
+  // And a good step afterwards works.
+  StepStats s = trainer.step(0, [&](int) { return MicroBatch{sum(mul(w, w)), 2}; });
+  CHECK(s.loss == doctest::Approx(5.0f));
+  CHECK(w.data()[0] < 1.0f);
 }
