@@ -252,7 +252,7 @@ TEST_CASE("adapt: on the keyword task the loss falls and accuracy beats the majo
   Fixture f;
   const std::vector<size_t> counts = data::label_counts(f.task.test, 2);
   const double majority = static_cast<double>(*std::max_element(counts.begin(), counts.end())) / f.task.test.size();
-  for (const std::string method : {"probe", "probe-mlp", "finetune", "bitfit"}) {
+  for (const std::string method : {"probe", "probe-mlp", "finetune", "bitfit", "lora", "adapter"}) {
     CAPTURE(method);
     AdaptedModel a = f.adapted(method);
     const TrainResult r = train(a, f.encoded(a, "train"), f.encoded(a, "val"), quick_run(120, default_run_options(method).lr));
