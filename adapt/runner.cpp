@@ -146,17 +146,7 @@ std::vector<std::vector<float>> predict_logits(const AdaptedModel& a, const std:
 }
 
 LMLoss lm_loss(const AdaptedModel& a, const std::vector<int>& tokens) {
-  if (!a.model->config().is_causal) throw InputError("the model is an encoder (is_causal false): it has no next-token loss");
-  NoGradGuard no_grad;
-  LMLoss result;
-  double total = 0;
-  for (const TokenBatch& w : consecutive_windows(tokens, a.max_text_tokens())) {
-    const ForwardOptions options = a.forward_options(w.B, nullptr);
-    total += static_cast<double>(a.model->loss(w.inputs, w.targets, w.B, w.T, options).item()) * w.T;
-    result.tokens += w.T;
-  }
-  result.loss = result.tokens ? total / static_cast<double>(result.tokens) : 0.0;
-  return result;
+  return windowed_lm_loss(*a.model, tokens, a.max_text_tokens(), [&](int B) { return a.forward_options(B, nullptr); });
 }
 
 Evaluation evaluate(const AdaptedModel& a, const std::vector<EncodedExample>& examples, int batch) {

@@ -20,6 +20,7 @@
 #include "adapt/adapter_dir.h"
 #include "adapt/report.h"
 #include "adapt/task_data.h"
+#include "nn/lm_data.h"
 
 namespace ta::adapt {
 
@@ -64,10 +65,6 @@ std::vector<std::vector<float>> predict_logits(const AdaptedModel& adapted, cons
 // Next-token loss of the adapted LM (method applied, no head) over `tokens`,
 // cut into consecutive windows of max_text_tokens() so the method's prefix
 // fits in the context; each token but the first is predicted once.
-struct LMLoss {
-  double loss = 0;       // mean cross-entropy, nats
-  long long tokens = 0;  // predicted tokens
-};
 LMLoss lm_loss(const AdaptedModel& adapted, const std::vector<int>& tokens);
 
 // Pooled features (N, C) of every example (the probe's cache), without a tape.

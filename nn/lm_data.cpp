@@ -1,6 +1,8 @@
 // nn/lm_data.cpp — see lm_data.h.
 #include "nn/lm_data.h"
 
+#include "data/io.h"
+
 #include <algorithm>
 #include <stdexcept>
 
@@ -31,6 +33,21 @@ std::vector<TokenBatch> consecutive_windows(const std::vector<int>& tokens, int 
     windows.push_back(std::move(w));
   }
   return windows;
+}
+
+LMLoss windowed_lm_loss(const GPT& model, const std::vector<int>& tokens, int window,
+                        const std::function<ForwardOptions(int B)>& options_for) {
+  if (!model.config().is_causal) throw InputError("the model is an encoder (is_causal false): it has no next-token loss");
+  NoGradGuard no_grad;
+  LMLoss result;
+  double total = 0;
+  for (const TokenBatch& w : consecutive_windows(tokens, window)) {
+    const ForwardOptions options = options_for ? options_for(w.B) : ForwardOptions{};
+    total += static_cast<double>(model.loss(w.inputs, w.targets, w.B, w.T, options).item()) * w.T;
+    result.tokens += w.T;
+  }
+  result.loss = result.tokens ? total / static_cast<double>(result.tokens) : 0.0;
+  return result;
 }
 
 Rng step_rng(uint64_t seed, long long step) {

@@ -6,9 +6,11 @@
 // get_batch). Evaluation cuts the stream into consecutive windows instead, so
 // every token is predicted exactly once.
 #pragma once
+#include <functional>
 #include <vector>
 
 #include "autograd/tensor.h"
+#include "nn/gpt.h"
 
 namespace ta {
 
@@ -25,6 +27,18 @@ TokenBatch sample_windows(const std::vector<int>& tokens, int B, int T, Rng& rng
 // predicting the token after it; the last window may be shorter (its batch has
 // B = 1 and a smaller T). Every token but the first is a target exactly once.
 std::vector<TokenBatch> consecutive_windows(const std::vector<int>& tokens, int T);
+
+struct LMLoss {
+  double loss = 0;       // mean next-token cross-entropy, nats
+  long long tokens = 0;  // predicted tokens
+};
+
+// Mean next-token loss of a causal model over `tokens`, cut into consecutive
+// windows of at most `window` inputs (each token predicted once). options_for(B)
+// gives a window's forward options (an adapter's prefix); none = the plain model.
+// InputError for an encoder, which has no next-token loss.
+LMLoss windowed_lm_loss(const GPT& model, const std::vector<int>& tokens, int window,
+                        const std::function<ForwardOptions(int B)>& options_for = nullptr);
 
 // The Rng for step `step` of a run seeded with `seed`: a resumed run draws the
 // same batches as an uninterrupted one.

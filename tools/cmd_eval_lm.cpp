@@ -14,6 +14,7 @@
 #include "adapt/runner.h"
 #include "data/json.h"
 #include "tools/cli.h"
+#include "nn/lm_data.h"
 #include "tools/model_dir.h"
 
 namespace ta::cli {
@@ -53,14 +54,13 @@ int run_eval_lm(Args& args) {
     if (ids.size() < 2) throw InputError(input + ": needs at least 2 tokens");
     return ids;
   };
-  LMEval e;
+  LMLoss e;
   if (adapter_dir.empty()) {
     ModelDir m = load_model_dir(model_dir);
-    e = evaluate_lm(*m.model, read_ids(*m.model, m.tokenizer));
+    e = windowed_lm_loss(*m.model, read_ids(*m.model, m.tokenizer), m.model->config().n_positions);
   } else {
     const adapt::AdaptedModel a = adapt::load_adapted(model_dir, adapter_dir, false);
-    const adapt::LMLoss adapted = adapt::lm_loss(a, read_ids(*a.model, a.tokenizer));
-    e = {adapted.loss, adapted.tokens};
+    e = adapt::lm_loss(a, read_ids(*a.model, a.tokenizer));
   }
   const double perplexity = std::exp(e.loss);
   if (as_json) {

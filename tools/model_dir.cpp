@@ -1,9 +1,7 @@
 // tools/model_dir.cpp — see model_dir.h.
 #include "tools/model_dir.h"
 
-#include "autograd/ops.h"
 #include "nn/checkpoint.h"
-#include "nn/lm_data.h"
 
 namespace ta::cli {
 
@@ -21,18 +19,5 @@ void save_model_dir(const GPT& model, const data::Tokenizer& tokenizer, const st
   save_model(model, dir);
 }
 
-LMEval evaluate_lm(const GPT& model, const std::vector<int>& tokens, const ForwardOptions& options) {
-  if (!model.config().is_causal) throw InputError("eval-lm: the model is an encoder (is_causal false): it has no next-token loss");
-  NoGradGuard no_grad;
-  LMEval result;
-  double total = 0;
-  for (const TokenBatch& w : consecutive_windows(tokens, model.config().n_positions)) {
-    const float loss = model.loss(w.inputs, w.targets, w.B, w.T, options).item();
-    total += static_cast<double>(loss) * w.T;
-    result.tokens += w.T;
-  }
-  result.loss = result.tokens ? total / static_cast<double>(result.tokens) : 0.0;
-  return result;
-}
 
 }  // namespace ta::cli

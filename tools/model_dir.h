@@ -1,6 +1,5 @@
 // tools/model_dir.h — what the commands share about a model directory:
-// the model (nn/checkpoint) and its tokenizer (data/bpe) side by side, and the
-// language-model loss of a token stream.
+// the model (nn/checkpoint) and its tokenizer (data/bpe) side by side.
 #pragma once
 #include <memory>
 #include <string>
@@ -22,14 +21,5 @@ ModelDir load_model_dir(const std::string& dir);
 
 // Writes the model and the tokenizer into DIR (created if needed).
 void save_model_dir(const GPT& model, const data::Tokenizer& tokenizer, const std::string& dir);
-
-struct LMEval {
-  double loss = 0;       // mean next-token cross-entropy, nats
-  long long tokens = 0;  // predicted tokens
-};
-
-// Next-token loss over `tokens`, cut into consecutive windows of the model's
-// context (n_positions). GPT only: an encoder has no next-token loss.
-LMEval evaluate_lm(const GPT& model, const std::vector<int>& tokens, const ForwardOptions& options = {});
 
 }  // namespace ta::cli
