@@ -2,17 +2,19 @@
 // same measurement as the PyTorch peer (../shared/bench/torch_gpt_train.py):
 // a GPT-2-style model on random tokens, timing zero_grad + forward + loss +
 // backward + AdamW per step; median over the timed steps; peak RSS.
-// `--lora R` freezes the base and trains rank-R LoRA on q and v as the peer
-// does (here: on c_attn, whose q,k,v share one Linear — the k third of the
-// delta is trained too, so our LoRA step does slightly more work than the peer's).
+// `--lora R` freezes the base and trains rank-R LoRA (adapt/lora.cpp, alpha 16)
+// as the peer does on q and v — here on c_attn, whose q,k,v share one Linear,
+// so the k third of the delta is trained too: slightly more work than the peer's.
 // `--sgemm N` instead measures OpenBLAS sgemm GFLOP/s on N×N×N.
 #include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <cstdio>
 #include <omp.h>
 
+#include "adapt/method.h"
 #include "autograd/matmul.h"
 #include "autograd/ops.h"
 #include "data/json.h"
@@ -49,11 +51,6 @@ int run_sgemm(int n, int repeats) {
   return 0;
 }
 
-// LoRA on c_attn for the benchmark only: delta = scale · (x A^T) B^T, B = 0 at start.
-struct BenchLora {
-  Tensor A, B;  // (r, C), (3C, r)
-};
-
 int run_bench(Args& args) {
   const int threads = static_cast<int>(args.integer("threads", 2));
   omp_set_num_threads(threads);
@@ -78,26 +75,17 @@ int run_bench(Args& args) {
   c.validate("bench");
 
   GPT model(c, 1337);
-  std::vector<BenchLora> loras;
   std::vector<OptimParam> params;
+  std::unique_ptr<adapt::Method> lora;  // the project's own LoRA (adapt/lora.cpp), alpha 16 as the peer
   if (lora_rank > 0) {
-    model.freeze_all();
+    adapt::MethodConfig lora_config;
+    lora_config.method = "lora";
+    lora_config.lora_rank = lora_rank;
+    lora_config.lora_alpha = 16.0f;
+    lora = adapt::make_method(lora_config);
     Rng rng(7);
-    loras.resize(static_cast<size_t>(c.n_layer));
-    for (int i = 0; i < c.n_layer; i++) {
-      BenchLora& l = loras[static_cast<size_t>(i)];
-      l.A = Tensor::empty({lora_rank, c.n_embd});
-      fill_normal(l.A, rng, 0.0f, 0.01f);
-      l.B = Tensor::zeros({3 * c.n_embd, lora_rank});
-      l.A.set_requires_grad(true);
-      l.B.set_requires_grad(true);
-      params.push_back({"lora_A." + std::to_string(i), l.A, true});
-      params.push_back({"lora_B." + std::to_string(i), l.B, true});
-      const float scale = 16.0f / static_cast<float>(lora_rank);
-      model.block(i).attn.c_attn.output_delta = [&l, scale](const Tensor& x, const ForwardOptions&) {
-        return mul_scalar(matmul(matmul(x, l.A, false, true), l.B, false, true), scale);
-      };
-    }
+    lora->attach(model, {}, rng);
+    params = lora->trainable_parameters();
   } else {
     for (auto& [name, t] : model.named_parameters()) params.push_back({name, t, default_weight_decay(name, t)});
   }
