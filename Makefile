@@ -36,10 +36,15 @@ LIB_OBJ  := $(LIB_SRC:%.cpp=$(BUILD)/%.o)
 TOOL_OBJ := $(TOOL_SRC:%.cpp=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.cpp=$(BUILD)/%.o)
 
-.PHONY: all deps test asan data demo demo-quick fuzz bench clean
+.PHONY: all tinyadapt deps test asan data demo demo-quick fuzz bench clean
 all: tinyadapt
 
-tinyadapt: $(LIB_OBJ) $(TOOL_OBJ)
+# Each flavour links its own binary; ./tinyadapt is a copy of the one asked for
+# (other flavours: make FLAVOUR=x build/x/tinyadapt, and TINYADAPT_BIN=build/x/tinyadapt for the tests).
+tinyadapt: $(BUILD)/tinyadapt
+	@cmp -s $< $@ || cp $< $@
+
+$(BUILD)/tinyadapt: $(LIB_OBJ) $(TOOL_OBJ)
 	$(CXX) $(OPT) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/run_tests: $(LIB_OBJ) $(TEST_OBJ)
@@ -55,13 +60,13 @@ deps:
 # The suite runs from the repository root so fixtures are found as tests/fixtures/...
 test: deps
 	@$(MAKE) --no-print-directory tinyadapt $(BUILD)/tests/run_tests
-	OMP_NUM_THREADS=2 $(BUILD)/tests/run_tests
+	TINYADAPT_BIN=$(BUILD)/tinyadapt OMP_NUM_THREADS=2 $(BUILD)/tests/run_tests
 
 asan: deps
 	@$(MAKE) --no-print-directory FLAVOUR=asan \
 	    OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-	    build/asan/tests/run_tests
-	ASAN_OPTIONS=detect_leaks=1 OMP_NUM_THREADS=2 build/asan/tests/run_tests
+	    build/asan/tinyadapt build/asan/tests/run_tests
+	TINYADAPT_BIN=build/asan/tinyadapt ASAN_OPTIONS=detect_leaks=1 OMP_NUM_THREADS=2 build/asan/tests/run_tests
 
 data: deps
 	@tools/fetch_data.sh
