@@ -62,6 +62,18 @@ static int attention_prefix_length(const ForwardOptions& options, int n_layer) {
   return options.prefix_keys[0].size(-2);
 }
 
+// Explicit positions (ForwardOptions::position_ids), when given: B*(k+T) of
+// them, each a row of wpe.
+static void check_position_ids(const std::vector<int>& position_ids, size_t expected, int n_positions) {
+  if (position_ids.empty()) return;
+  if (position_ids.size() != expected)
+    throw std::invalid_argument("forward: position_ids must hold B*(k+T) = " + std::to_string(expected) + " values");
+  for (int position : position_ids)
+    if (position < 0 || position >= n_positions)
+      throw InputError("position " + std::to_string(position) + " is outside [0, n_positions " +
+                       std::to_string(n_positions) + ")");
+}
+
 // Token embeddings, the input prefix before them, plus position embeddings
 // from `first_position` on: (B, k+T, C).
 Tensor GPT::embed(const std::vector<int>& ids, int B, int T, int first_position,
@@ -78,9 +90,13 @@ Tensor GPT::embed(const std::vector<int>& ids, int B, int T, int first_position,
     }
     x = concat(prefix_rows, x, 1);  // (B,k+T,C)
   }
-  std::vector<int> positions(static_cast<size_t>(k + T));
-  for (int t = 0; t < k + T; t++) positions[static_cast<size_t>(t)] = first_position + t;
-  x = add(x, wpe.forward(positions, {k + T}));  // (B,k+T,C) + (k+T,C)
+  if (!options.position_ids.empty()) {  // one row of positions per batch row
+    x = add(x, wpe.forward(options.position_ids, {B, k + T}));  // (B,k+T,C) + (B,k+T,C)
+  } else {
+    std::vector<int> positions(static_cast<size_t>(k + T));
+    for (int t = 0; t < k + T; t++) positions[static_cast<size_t>(t)] = first_position + t;
+    x = add(x, wpe.forward(positions, {k + T}));  // (B,k+T,C) + (k+T,C)
+  }
   return dropout_if_training(x, config_.embd_pdrop, options);
 }
 
@@ -112,9 +128,10 @@ Tensor GPT::forward(const std::vector<int>& ids, int B, int T, const ForwardOpti
     throw std::invalid_argument("forward: need B*T ids with B, T > 0");
   int P = attention_prefix_length(options, config_.n_layer);
   int k = options.input_prefix.defined() ? options.input_prefix.size(-2) : 0;
-  if (P + k + T > config_.n_positions)
+  if (options.position_ids.empty() && P + k + T > config_.n_positions)
     throw InputError("sequence of " + std::to_string(P + k + T) + " positions (prefix " + std::to_string(P + k) +
                      " + text " + std::to_string(T) + ") exceeds n_positions " + std::to_string(config_.n_positions));
+  check_position_ids(options.position_ids, static_cast<size_t>(B) * (k + T), config_.n_positions);
   for (int id : ids)
     if (id < 0 || id >= config_.vocab_size)
       throw InputError("token id " + std::to_string(id) + " is outside the vocabulary [0, " +

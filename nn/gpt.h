@@ -20,6 +20,7 @@
 // the attention prefix (or of the KV cache) and k of the input prefix; input
 // prefix row j sits at P + j. This is PEFT's convention for prompt tuning and
 // Hugging Face GPT-2's for a past of length P (prefix tuning, generation).
+// ForwardOptions::position_ids overrides this per row (mixed batches).
 #pragma once
 #include <cstdint>
 #include <vector>

@@ -57,6 +57,12 @@ struct ForwardOptions {
   KVCache* cache = nullptr;
   // Training: dropout is applied only when an Rng is given.
   Rng* dropout_rng = nullptr;
+  // Per-row positions (B, k+T) of the input-prefix and text rows, replacing
+  // the default P + index above; each must be in [0, n_positions). A mixed
+  // batch whose rows have prefixes of different lengths, or left padding,
+  // gives each row the positions it would have alone (adapt/serving.h), as
+  // Hugging Face's position_ids. Empty = the default.
+  std::vector<int> position_ids;
   // One integer per batch row that hooks may read (e.g. which adapter serves
   // each row of a mixed batch); nn/ itself never reads it.
   std::vector<int> row_tags;
