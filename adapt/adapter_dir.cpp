@@ -83,28 +83,33 @@ std::vector<int> verbalizer_tokens(const HeadConfig& head, const data::Tokenizer
 
 namespace {
 
-// The base model and its tokenizer, with the method attached (seeded).
-AdaptedModel attach_method(const std::string& model_dir, const MethodConfig& method_config,
-                           const HeadConfig* head_config, uint64_t seed) {
+// The base model directory loaded, its parameters counted; no method yet.
+AdaptedModel load_base(const std::string& model_dir, const MethodConfig& method_config) {
   AdaptedModel a{model_dir, load_model(model_dir), data::Tokenizer::load(model_dir), 0, method_config, nullptr, nullptr};
   if (a.tokenizer.vocab_size() > a.model->config().vocab_size)
     throw InputError(model_dir + ": the tokenizer has more tokens than the model's vocab_size");
   a.base_parameters = a.model->count_parameters();
-  a.method = make_method(method_config);
-  AttachContext context;
-  context.vocab_size = a.tokenizer.vocab_size();
-  if (head_config)
-    for (const std::string& word : head_config->label_words)
-      context.label_word_ids.push_back(a.tokenizer.encode(word, {false, "label word"}));
-  Rng rng(seed);
-  a.method->attach(*a.model, context, rng);
   return a;
 }
 
-std::unique_ptr<Head> make_head(const AdaptedModel& a, const HeadConfig& config, uint64_t seed) {
-  std::vector<int> tokens = config.type == "verbalizer" ? verbalizer_tokens(config, a.tokenizer) : std::vector<int>{};
+// The method made from its config and attached to `model` (seeded).
+std::unique_ptr<Method> make_and_attach(GPT& model, const data::Tokenizer& tokenizer, const MethodConfig& method_config,
+                                        const HeadConfig* head_config, uint64_t seed) {
+  std::unique_ptr<Method> method = make_method(method_config);
+  AttachContext context;
+  context.vocab_size = tokenizer.vocab_size();
+  if (head_config)
+    for (const std::string& word : head_config->label_words)
+      context.label_word_ids.push_back(tokenizer.encode(word, {false, "label word"}));
+  Rng rng(seed);
+  method->attach(model, context, rng);
+  return method;
+}
+
+std::unique_ptr<Head> make_head(const GPT& model, const data::Tokenizer& tokenizer, const HeadConfig& config, uint64_t seed) {
+  std::vector<int> tokens = config.type == "verbalizer" ? verbalizer_tokens(config, tokenizer) : std::vector<int>{};
   Rng rng(seed ^ 0x4EADull);
-  return std::make_unique<Head>(config, a.model->config().n_embd, tokens, rng);
+  return std::make_unique<Head>(config, model.config().n_embd, tokens, rng);
 }
 
 // Refuses to write an adapter over a model directory (the base is never written).
@@ -120,8 +125,9 @@ void check_not_model_dir(const std::string& dir, const std::string& base_dir) {
 
 AdaptedModel create_adapted(const std::string& model_dir, const MethodConfig& method_config,
                             const HeadConfig& head_config, uint64_t seed) {
-  AdaptedModel a = attach_method(model_dir, method_config, &head_config, seed);
-  a.head = make_head(a, head_config, seed);
+  AdaptedModel a = load_base(model_dir, method_config);
+  a.method = make_and_attach(*a.model, a.tokenizer, method_config, &head_config, seed);
+  a.head = make_head(*a.model, a.tokenizer, head_config, seed);
   return a;
 }
 
@@ -143,33 +149,53 @@ void save_adapter(const AdaptedModel& a, const std::string& dir) {
   write_file_atomic(dir + "/adapter_config.json", config.dump(2) + "\n");
 }
 
-AdaptedModel load_adapted(const std::string& model_dir, const std::string& adapter_dir, bool with_head) {
-  const std::string config_path = adapter_dir + "/adapter_config.json";
-  const std::string tensors_path = adapter_dir + "/adapter_model.safetensors";
-  const json::Value config = json::parse(read_file(config_path), config_path);
-  if (!config.is_object()) throw InputError(config_path + ": expected a JSON object");
-  const MethodConfig method_config = method_config_from_json(config, config_path);
-  std::string base = model_dir;
-  if (base.empty()) base = config.at("base_model_name_or_path", config_path).as_string(config_path + ": base_model_name_or_path");
+AdapterFiles read_adapter_files(const std::string& adapter_dir, bool with_head) {
+  AdapterFiles f;
+  f.config_path = adapter_dir + "/adapter_config.json";
+  f.tensors_path = adapter_dir + "/adapter_model.safetensors";
+  const json::Value config = json::parse(read_file(f.config_path), f.config_path);
+  if (!config.is_object()) throw InputError(f.config_path + ": expected a JSON object");
+  f.method_config = method_config_from_json(config, f.config_path);
+  if (const json::Value* base = config.find("base_model_name_or_path"); base && base->is_string())
+    f.base_model = base->as_string();
   const json::Value* head_json = config.find("head");
-  if (with_head && !head_json) throw InputError(config_path + ": has no task head (\"head\"); it cannot classify");
-  HeadConfig head_config;
-  if (head_json) head_config = head_config_from_json(*head_json, config_path);
-  const std::vector<NamedArray> tensors = read_safetensors(tensors_path);
+  if (with_head && !head_json) throw InputError(f.config_path + ": has no task head (\"head\"); it cannot classify");
+  f.has_head = head_json != nullptr;
+  if (head_json) f.head_config = head_config_from_json(*head_json, f.config_path);
+  f.tensors = read_safetensors(f.tensors_path);
+  return f;
+}
 
-  AdaptedModel a = attach_method(base, method_config, head_json ? &head_config : nullptr, 0);
-  a.method->load_tensors(tensors, tensors_path);
+std::unique_ptr<Method> attach_adapter_method(GPT& model, const data::Tokenizer& tokenizer, const AdapterFiles& files) {
+  return make_and_attach(model, tokenizer, files.method_config, files.has_head ? &files.head_config : nullptr, 0);
+}
+
+std::unique_ptr<Head> load_adapter_tensors(const GPT& model, const data::Tokenizer& tokenizer, Method& method,
+                                           const AdapterFiles& files, bool with_head) {
+  method.load_tensors(files.tensors, files.tensors_path);
   std::set<std::string> claimed;
-  for (const NamedArray& t : a.method->save_tensors()) claimed.insert(t.name);
-  if (head_json) {
-    a.head = make_head(a, head_config, 0);
-    a.head->load_tensors(tensors, tensors_path);
-    for (const NamedArray& t : a.head->save_tensors()) claimed.insert(t.name);
+  for (const NamedArray& t : method.save_tensors()) claimed.insert(t.name);
+  std::unique_ptr<Head> head;
+  if (files.has_head) {
+    head = make_head(model, tokenizer, files.head_config, 0);
+    head->load_tensors(files.tensors, files.tensors_path);
+    for (const NamedArray& t : head->save_tensors()) claimed.insert(t.name);
   }
-  for (const NamedArray& t : tensors)
+  for (const NamedArray& t : files.tensors)
     if (!claimed.count(t.name) && !(t.name.rfind("head.", 0) == 0 && !with_head))
-      throw InputError(tensors_path + ": tensor " + t.name + " belongs to neither the " + method_config.method +
-                       " method nor the head");
+      throw InputError(files.tensors_path + ": tensor " + t.name + " belongs to neither the " +
+                       files.method_config.method + " method nor the head");
+  return head;
+}
+
+AdaptedModel load_adapted(const std::string& model_dir, const std::string& adapter_dir, bool with_head) {
+  AdapterFiles files = read_adapter_files(adapter_dir, with_head);
+  if (model_dir.empty() && files.base_model.empty())
+    throw InputError(files.config_path + ": base_model_name_or_path is missing or not a string (give --model)");
+  const std::string base = model_dir.empty() ? files.base_model : model_dir;
+  AdaptedModel a = load_base(base, files.method_config);
+  a.method = attach_adapter_method(*a.model, a.tokenizer, files);
+  a.head = load_adapter_tensors(*a.model, a.tokenizer, *a.method, files, with_head);
   return a;
 }
 

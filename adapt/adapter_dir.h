@@ -83,6 +83,24 @@ void save_adapter(const AdaptedModel& adapted, const std::string& dir);
 // config's head and its tensors must be there.
 AdaptedModel load_adapted(const std::string& model_dir, const std::string& adapter_dir, bool with_head);
 
+// The same load in three steps, for callers that put an adapter on a base
+// model they already hold (adapt/serving.h puts many users' adapters on one):
+// read and check the files; make the method and attach it to `model` (its
+// tensors not loaded yet, so the caller may inspect what it attached); load
+// the method's tensors and the head, refusing a tensor nobody claims.
+struct AdapterFiles {
+  std::string config_path, tensors_path;
+  std::string base_model;    // base_model_name_or_path; "" when absent
+  MethodConfig method_config;
+  bool has_head = false;
+  HeadConfig head_config;    // when has_head
+  std::vector<NamedArray> tensors;
+};
+AdapterFiles read_adapter_files(const std::string& adapter_dir, bool with_head);
+std::unique_ptr<Method> attach_adapter_method(GPT& model, const data::Tokenizer& tokenizer, const AdapterFiles& files);
+std::unique_ptr<Head> load_adapter_tensors(const GPT& model, const data::Tokenizer& tokenizer, Method& method,
+                                           const AdapterFiles& files, bool with_head);
+
 // The first token of each label word under `tokenizer`, for the verbalizer;
 // InputError when two words start with the same token.
 std::vector<int> verbalizer_tokens(const HeadConfig& head, const data::Tokenizer& tokenizer);
