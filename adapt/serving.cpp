@@ -1,0 +1,408 @@
+// adapt/serving.cpp — see serving.h for the idea; this file in reading order:
+// row gathers, loading users (taking their hooks off the base), the
+// dispatchers that route rows to users, the mixed batch, classify, generate.
+#include "adapt/serving.h"
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+#include <stdexcept>
+
+#include "adapt/adapter_dir.h"
+#include "nn/checkpoint.h"
+#include "nn/generate.h"
+
+namespace ta::adapt {
+
+namespace {
+
+// ---------------------------------------------------------------------------
+// Row gathers. Serving runs under NoGradGuard, so these are plain copies of
+// whole rows along the first (batch) axis, not ops on the tape.
+
+// The values of one batch row of `t` (B, ...).
+int64_t row_size(const Tensor& t) { return t.numel() / t.size(0); }
+
+// rows of t (B, ...) -> (rows.size(), ...), in the order given.
+Tensor gather_rows(const Tensor& t, const std::vector<int>& rows) {
+  Shape shape = t.shape();
+  shape.dims[0] = static_cast<int>(rows.size());
+  Tensor out = Tensor::empty(shape);
+  const int64_t n = row_size(t);
+  for (size_t i = 0; i < rows.size(); i++)
+    std::memcpy(out.data() + static_cast<int64_t>(i) * n, t.data() + rows[i] * n, sizeof(float) * n);
+  return out;
+}
+
+// into[rows[i]] = from[i] along the first axis.
+void scatter_rows(Tensor& into, const Tensor& from, const std::vector<int>& rows) {
+  const int64_t n = row_size(into);
+  for (size_t i = 0; i < rows.size(); i++)
+    std::memcpy(into.data() + rows[i] * n, from.data() + static_cast<int64_t>(i) * n, sizeof(float) * n);
+}
+
+// The batch rows of each user (ascending user index, rows in batch order).
+std::map<int, std::vector<int>> rows_by_user(const std::vector<int>& row_tags, int batch) {
+  if (row_tags.size() != static_cast<size_t>(batch))
+    throw std::invalid_argument("serving: the mixed-batch hooks need one row tag per row, got " +
+                                std::to_string(row_tags.size()) + " for " + std::to_string(batch) + " rows");
+  std::map<int, std::vector<int>> groups;
+  for (int row = 0; row < batch; row++) groups[row_tags[static_cast<size_t>(row)]].push_back(row);
+  return groups;
+}
+
+// Options for one user's hook on a group of `n` of its rows.
+ForwardOptions group_options(int user, size_t n) {
+  ForwardOptions options;
+  options.row_tags.assign(n, user);
+  return options;
+}
+
+// Runs each user's hook on that user's rows of x (B, ...), one call per user,
+// and returns the results in batch order; rows whose user has no hook
+// (hook_of gives nullptr) get the rows of `no_hook` (shaped as the output).
+// When one user holds the whole batch, its hook runs on x itself, no copies.
+Tensor route_rows(const Tensor& x, const Tensor& no_hook, const ForwardOptions& options,
+                  const std::function<const SublayerHook*(int user)>& hook_of) {
+  const std::map<int, std::vector<int>> groups = rows_by_user(options.row_tags, x.size(0));
+  if (groups.size() == 1) {
+    const SublayerHook* hook = hook_of(groups.begin()->first);
+    return hook ? (*hook)(x, options) : no_hook;
+  }
+  Tensor out = Tensor::from(no_hook.shape(), no_hook.to_vector());  // a copy: `no_hook` may be the hook's input
+  for (const auto& [user, rows] : groups)
+    if (const SublayerHook* hook = hook_of(user))
+      scatter_rows(out, (*hook)(gather_rows(x, rows), group_options(user, rows.size())), rows);
+  return out;
+}
+
+// A (1, n, C) or (n, C) prefix from Method::prepare as (n, C).
+Tensor as_rows(const Tensor& t) { return t.rank() == 3 ? reshape(t, {t.size(1), t.size(2)}) : t; }
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Loading
+
+ServingModel::ServingModel(const std::string& model_dir)
+    : model_dir_(model_dir), model_(load_model(model_dir)), tokenizer_(data::Tokenizer::load(model_dir)) {
+  if (tokenizer_.vocab_size() > model_->config().vocab_size)
+    throw InputError(model_dir + ": the tokenizer has more tokens than the model's vocab_size");
+  model_->freeze_all();
+}
+
+int ServingModel::user_index(const std::string& name) const {
+  for (size_t i = 0; i < users_.size(); i++)
+    if (users_[i]->name == name) return static_cast<int>(i);
+  return -1;
+}
+
+// A user with no adapter loaded yet: no prefixes, no hooks.
+static std::unique_ptr<ServingUser> new_user(const std::string& name, const std::string& adapter_dir, int n_layer) {
+  auto user = std::make_unique<ServingUser>();
+  user->name = name;
+  user->adapter_dir = adapter_dir;
+  user->attention_hooks.resize(static_cast<size_t>(n_layer));
+  user->mlp_hooks.resize(static_cast<size_t>(n_layer));
+  return user;
+}
+
+int ServingModel::add_user(const std::string& name, const std::string& adapter_dir) {
+  if (user_index(name) >= 0) throw InputError("user '" + name + "' is declared twice");
+  std::unique_ptr<ServingUser> user = new_user(name, adapter_dir, model_->n_layer());
+  if (!adapter_dir.empty()) {
+    remove_hooks();  // the base bare, so that the hooks found after attach are this method's
+    try {
+      load_adapter(*user);
+    } catch (const std::exception& e) {  // a broken adapter: its user answers errors, the others are served
+      remove_hooks();
+      user = new_user(name, adapter_dir, model_->n_layer());
+      user->error = e.what();
+    }
+    model_->freeze_all();  // finetune's and BitFit's attach unfroze base weights before they were refused
+  }
+  users_.push_back(std::move(user));
+  install_dispatchers();
+  return static_cast<int>(users_.size()) - 1;
+}
+
+// The base's own parameters, by node: a method that trains one of them changes the shared base.
+static std::set<const Node*> parameter_nodes(const GPT& model) {
+  std::set<const Node*> nodes;
+  for (const auto& [name, tensor] : model.named_parameters()) nodes.insert(tensor.node());
+  return nodes;
+}
+
+void ServingModel::load_adapter(ServingUser& user) {
+  const AdapterFiles files = read_adapter_files(user.adapter_dir, false);
+  user.method = attach_adapter_method(*model_, tokenizer_, files);
+  take_hooks(user);
+  // Checked before the tensors are loaded, so a refused adapter never writes into the base.
+  const std::set<const Node*> base_nodes = parameter_nodes(*model_);
+  for (const OptimParam& p : user.method->trainable_parameters())
+    if (base_nodes.count(p.tensor.node()))
+      throw InputError(user.adapter_dir + ": method " + files.method_config.method + " changes the base model's own weights (" +
+                       p.name + "), which every user shares; it cannot be served in a mixed batch (merge it into a model of its own)");
+  user.head = load_adapter_tensors(*model_, tokenizer_, *user.method, files, false);
+  user.method->set_training(false);
+  NoGradGuard no_grad;
+  ForwardOptions prepared;
+  user.method->prepare(prepared, 1);
+  if (prepared.input_prefix.defined()) user.input_prefix = as_rows(prepared.input_prefix);
+  for (const Tensor& keys : prepared.prefix_keys) user.prefix_keys.push_back(as_rows(keys));
+  for (const Tensor& values : prepared.prefix_values) user.prefix_values.push_back(as_rows(values));
+}
+
+// Every hook on the base set to none (the dispatchers included).
+void ServingModel::remove_hooks() {
+  for (auto& [name, module] : model_->named_modules())
+    if (auto* linear = dynamic_cast<Linear*>(module)) linear->output_delta = nullptr;
+  for (int i = 0; i < model_->n_layer(); i++) {
+    model_->block(i).attention_output_hook = nullptr;
+    model_->block(i).mlp_output_hook = nullptr;
+  }
+}
+
+// Moves the hooks a method's attach() just set on the bare base into `user`.
+void ServingModel::take_hooks(ServingUser& user) {
+  for (auto& [name, module] : model_->named_modules()) {
+    auto* linear = dynamic_cast<Linear*>(module);
+    if (!linear || !linear->output_delta) continue;
+    user.linear_deltas[name] = std::move(linear->output_delta);
+    linear->output_delta = nullptr;
+  }
+  for (int i = 0; i < model_->n_layer(); i++) {
+    Block& block = model_->block(i);
+    user.attention_hooks[static_cast<size_t>(i)] = std::move(block.attention_output_hook);
+    user.mlp_hooks[static_cast<size_t>(i)] = std::move(block.mlp_output_hook);
+    block.attention_output_hook = block.mlp_output_hook = nullptr;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Dispatchers: one hook on the base wherever some user has one, routing each
+// row to its user's (ForwardOptions::row_tags holds the user of each row).
+
+void ServingModel::install_dispatchers() {
+  remove_hooks();
+  const std::vector<std::unique_ptr<ServingUser>>& users = users_;
+  std::set<std::string> linear_names;
+  for (const auto& user : users)
+    for (const auto& [name, delta] : user->linear_deltas) linear_names.insert(name);
+  for (const std::string& name : linear_names) {
+    Linear& linear = find_linear(*model_, name);
+    const int out_features = linear.weight.size(1);
+    // LoRA: the delta (B,T,out) is scale · B(A x) in the rows of users whose
+    // LoRA adapts this layer, zero in the others.
+    linear.output_delta = [&users, name, out_features](const Tensor& x, const ForwardOptions& options) {
+      Shape shape = x.shape();
+      shape.dims[shape.rank - 1] = out_features;
+      return route_rows(x, Tensor::zeros(shape), options, [&](int user) -> const SublayerHook* {
+        const auto& deltas = users[static_cast<size_t>(user)]->linear_deltas;
+        auto found = deltas.find(name);
+        return found == deltas.end() ? nullptr : &found->second;
+      });
+    };
+  }
+  // Adapters: the sublayer's output h (B,T,C) becomes the user's adapter(h)
+  // in its rows and stays h in rows without an adapter.
+  auto sublayer_dispatcher = [&users](size_t layer, bool after_attention) -> SublayerHook {
+    return [&users, layer, after_attention](const Tensor& output, const ForwardOptions& options) {
+      return route_rows(output, output, options, [&](int user) -> const SublayerHook* {
+        const ServingUser& u = *users[static_cast<size_t>(user)];
+        const SublayerHook& hook = after_attention ? u.attention_hooks[layer] : u.mlp_hooks[layer];
+        return hook ? &hook : nullptr;
+      });
+    };
+  };
+  for (int i = 0; i < model_->n_layer(); i++) {
+    const size_t layer = static_cast<size_t>(i);
+    bool attention_hooks = false, mlp_hooks = false;
+    for (const auto& user : users) {
+      attention_hooks = attention_hooks || user->attention_hooks[layer];
+      mlp_hooks = mlp_hooks || user->mlp_hooks[layer];
+    }
+    if (attention_hooks) model_->block(i).attention_output_hook = sublayer_dispatcher(layer, true);
+    if (mlp_hooks) model_->block(i).mlp_output_hook = sublayer_dispatcher(layer, false);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Requests and the mixed batch
+
+std::string ServingModel::check(const ServeRequest& request) const {
+  const ServingUser& u = user(request.user);
+  if (!u.error.empty()) return "user '" + u.name + "': " + u.error;
+  if (request.ids.empty()) return "the text is empty";
+  const int room = model_->config().n_positions - u.attention_prefix_length() - u.input_prefix_length();
+  const int n = static_cast<int>(request.ids.size());
+  if (request.max_new == 0) {
+    if (!u.head)
+      return "user '" + u.name + "': " + (u.adapter_dir.empty() ? "base only" : u.adapter_dir) +
+             " has no task head, so it cannot classify (ask for generation with max_new)";
+    if (n > room) return "the text has " + std::to_string(n) + " tokens; at most " + std::to_string(room) + " fit";
+    return "";
+  }
+  if (!model_->config().is_causal) return "the model is an encoder (is_causal false); it cannot generate";
+  // The last token fed to the model is the (max_new-1)-th new one.
+  if (n + request.max_new - 1 > room)
+    return "the text has " + std::to_string(n) + " tokens; with max_new " + std::to_string(request.max_new) +
+           " at most " + std::to_string(room + 1 - request.max_new) + " fit";
+  return "";
+}
+
+MixedBatch ServingModel::mixed_batch(const std::vector<ServeRequest>& requests) const {
+  MixedBatch batch;
+  batch.B = static_cast<int>(requests.size());
+  for (const ServeRequest& r : requests) {
+    batch.T = std::max(batch.T, static_cast<int>(r.ids.size()));
+    batch.P = std::max(batch.P, user(r.user).attention_prefix_length());
+    batch.k = std::max(batch.k, user(r.user).input_prefix_length());
+  }
+  const int B = batch.B, T = batch.T, P = batch.P, k = batch.k, C = model_->config().n_embd;
+  ForwardOptions& options = batch.options;
+  batch.ids.assign(static_cast<size_t>(B) * T, 0);
+  options.padding_mask.assign(static_cast<size_t>(B) * T, 0);
+  options.position_ids.assign(static_cast<size_t>(B) * (k + T), 0);  // padding rows: position 0, never seen
+  if (P + k > 0) options.prefix_mask.assign(static_cast<size_t>(B) * (P + k), 0);
+  Tensor input_prefix = Tensor::zeros({B, k, C});  // (B,k,C)
+  for (int i = 0; i < model_->n_layer() && P > 0; i++) {
+    options.prefix_keys.push_back(Tensor::zeros({B, P, C}));    // (B,P,C)
+    options.prefix_values.push_back(Tensor::zeros({B, P, C}));  // (B,P,C)
+  }
+  for (int b = 0; b < B; b++) {
+    const ServeRequest& r = requests[static_cast<size_t>(b)];
+    const ServingUser& u = user(r.user);
+    const int n = static_cast<int>(r.ids.size()), P_u = u.attention_prefix_length(), k_u = u.input_prefix_length();
+    options.row_tags.push_back(r.user);
+    // Text, left-padded: token i at column T - n + i.
+    std::copy(r.ids.begin(), r.ids.end(), batch.ids.begin() + static_cast<long>(b) * T + (T - n));
+    std::fill_n(options.padding_mask.begin() + static_cast<long>(b) * T + (T - n), n, 1);
+    // Attention prefix: the user's P_u rows first, then masked zeros.
+    for (size_t i = 0; i < u.prefix_keys.size(); i++) {
+      std::memcpy(options.prefix_keys[i].data() + static_cast<int64_t>(b) * P * C, u.prefix_keys[i].data(), sizeof(float) * P_u * C);
+      std::memcpy(options.prefix_values[i].data() + static_cast<int64_t>(b) * P * C, u.prefix_values[i].data(), sizeof(float) * P_u * C);
+    }
+    // Input prefix: masked zeros, then the user's k_u rows just before the text.
+    if (k_u > 0)
+      std::memcpy(input_prefix.data() + (static_cast<int64_t>(b) * k + (k - k_u)) * C, u.input_prefix.data(), sizeof(float) * k_u * C);
+    uint8_t* prefix_mask = options.prefix_mask.data() + static_cast<size_t>(b) * (P + k);
+    std::fill_n(prefix_mask, P_u, 1);
+    std::fill_n(prefix_mask + P + (k - k_u), k_u, 1);
+    // Positions as alone: the prompt row j at P_u + j, the text token i at P_u + k_u + i.
+    int* positions = options.position_ids.data() + static_cast<size_t>(b) * (k + T);
+    for (int j = 0; j < k_u; j++) positions[k - k_u + j] = P_u + j;
+    for (int i = 0; i < n; i++) positions[k + (T - n) + i] = P_u + k_u + i;
+  }
+  if (k > 0) options.input_prefix = input_prefix;
+  return batch;
+}
+
+Tensor ServingModel::forward(const MixedBatch& batch) const {
+  NoGradGuard no_grad;
+  return model_->forward(batch.ids, batch.B, batch.T, batch.options);  // (B,k+T,C)
+}
+
+// ---------------------------------------------------------------------------
+// Classification: each user's rows pooled and put through that user's head.
+
+std::vector<Classification> ServingModel::classify(const std::vector<ServeRequest>& requests) const {
+  NoGradGuard no_grad;
+  const MixedBatch batch = mixed_batch(requests);
+  const Tensor hidden = forward(batch);  // (B,k+T,C)
+  std::vector<Classification> results(requests.size());
+  for (const auto& [user_id, rows] : rows_by_user(batch.options.row_tags, batch.B)) {
+    const Head& head = *user(user_id).head;
+    const int n = static_cast<int>(rows.size()), T = batch.T;
+    ForwardOptions pooling;  // the group's padding, for the head's pooling
+    for (int row : rows)
+      pooling.padding_mask.insert(pooling.padding_mask.end(), batch.options.padding_mask.begin() + static_cast<long>(row) * T,
+                                  batch.options.padding_mask.begin() + static_cast<long>(row + 1) * T);
+    const Tensor features = head.features(*model_, gather_rows(hidden, rows), n, T, pooling);  // (n,C)
+    const Tensor logits = head.logits(*model_, features);                                      // (n,L)
+    const Tensor probs = softmax(logits);                                                      // (n,L)
+    const int L = logits.size(1);
+    for (int i = 0; i < n; i++) {
+      Classification& c = results[static_cast<size_t>(rows[static_cast<size_t>(i)])];
+      c.logits.assign(logits.data() + i * L, logits.data() + (i + 1) * L);
+      c.probs.assign(probs.data() + i * L, probs.data() + (i + 1) * L);
+      c.label = static_cast<int>(std::max_element(c.logits.begin(), c.logits.end()) - c.logits.begin());
+    }
+  }
+  return results;
+}
+
+// ---------------------------------------------------------------------------
+// Generation with one KV cache for the whole batch.
+
+namespace {
+
+// The logits (B,V) of the last column of hidden (B,L,C).
+std::vector<float> last_column_logits(const GPT& model, const Tensor& hidden) {
+  const int last = hidden.size(1) - 1;
+  return model.logits(slice(hidden, 1, last, last + 1)).to_vector();  // (B,1,V)
+}
+
+}  // namespace
+
+std::vector<std::vector<int>> ServingModel::generate(const std::vector<ServeRequest>& requests, float temperature,
+                                                     int stop_token) const {
+  NoGradGuard no_grad;
+  MixedBatch batch = mixed_batch(requests);
+  const int B = batch.B, V = model_->config().vocab_size;
+  // The cache starts as the gathered attention prefixes, [prefix ; nothing yet].
+  KVCache cache;
+  cache.keys = std::move(batch.options.prefix_keys);
+  cache.values = std::move(batch.options.prefix_values);
+  batch.options.prefix_keys.clear();
+  batch.options.prefix_values.clear();
+  batch.options.cache = &cache;
+  // Which cached keys each row may see: prefix, then input prefix, then text, then one per step.
+  std::vector<std::vector<uint8_t>> key_mask(static_cast<size_t>(B));
+  std::vector<int> next_position(static_cast<size_t>(B));
+  std::vector<Rng> samplers;
+  for (int b = 0; b < B; b++) {
+    const ServeRequest& r = requests[static_cast<size_t>(b)];
+    const size_t prefix_width = static_cast<size_t>(batch.P + batch.k);
+    std::vector<uint8_t>& mask = key_mask[static_cast<size_t>(b)];
+    mask.assign(batch.options.prefix_mask.begin() + static_cast<long>(b * prefix_width),
+                batch.options.prefix_mask.begin() + static_cast<long>((b + 1) * prefix_width));
+    mask.insert(mask.end(), batch.options.padding_mask.begin() + static_cast<long>(b) * batch.T,
+                batch.options.padding_mask.begin() + static_cast<long>(b + 1) * batch.T);
+    const ServingUser& u = user(r.user);
+    next_position[static_cast<size_t>(b)] = u.attention_prefix_length() + u.input_prefix_length() + static_cast<int>(r.ids.size());
+    samplers.emplace_back(r.seed);
+  }
+
+  std::vector<float> logits = last_column_logits(*model_, model_->forward(batch.ids, B, batch.T, batch.options));  // (B,V)
+  std::vector<std::vector<int>> generated(static_cast<size_t>(B));
+  std::vector<bool> done(static_cast<size_t>(B), false);
+  while (true) {
+    std::vector<int> step_ids(static_cast<size_t>(B), 0);  // a finished row is fed token 0 at position 0; nobody reads it
+    ForwardOptions step;
+    step.cache = &cache;
+    step.row_tags = batch.options.row_tags;
+    step.position_ids.assign(static_cast<size_t>(B), 0);
+    bool any_running = false;
+    for (size_t b = 0; b < static_cast<size_t>(B); b++) {
+      if (!done[b]) {
+        const std::vector<float> row(logits.begin() + static_cast<long>(b) * V, logits.begin() + static_cast<long>(b + 1) * V);
+        const int token = sample_token(row, temperature, 0, samplers[b]);
+        if (token != stop_token) generated[b].push_back(token);
+        done[b] = token == stop_token || static_cast<int>(generated[b].size()) == requests[b].max_new;
+        if (!done[b]) {  // the token is fed back to get the next one
+          step_ids[b] = token;
+          step.position_ids[b] = next_position[b]++;
+        }
+      }
+      any_running = any_running || !done[b];
+      step.prefix_mask.insert(step.prefix_mask.end(), key_mask[b].begin(), key_mask[b].end());
+      key_mask[b].push_back(done[b] ? 0 : 1);  // this step's own key, for the steps after it
+    }
+    if (!any_running) break;
+    logits = last_column_logits(*model_, model_->forward(step_ids, B, 1, step));  // (B,V)
+  }
+  return generated;
+}
+
+}  // namespace ta::adapt
