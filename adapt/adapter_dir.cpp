@@ -1,6 +1,8 @@
 // adapt/adapter_dir.cpp — see adapter_dir.h.
 #include "adapt/adapter_dir.h"
 
+#include <cinttypes>
+#include <cstdio>
 #include <filesystem>
 #include <set>
 
@@ -65,6 +67,15 @@ HeadConfig resolve_head(const HeadRequest& request, const std::string& method, c
     head.label_words.push_back(word.rfind(' ', 0) == 0 ? word : " " + word);
   }
   return head;
+}
+
+std::string base_model_fingerprint(const std::string& model_dir) {
+  const std::string bytes = read_file(model_dir + "/model.safetensors");
+  uint64_t hash = 14695981039346656037ull;  // FNV-1a 64: the offset basis, then per byte xor and multiply by the prime
+  for (unsigned char byte : bytes) hash = (hash ^ byte) * 1099511628211ull;
+  char text[64];
+  std::snprintf(text, sizeof text, "fnv1a64:%016" PRIx64 " bytes:%zu", hash, bytes.size());
+  return text;
 }
 
 std::vector<int> verbalizer_tokens(const HeadConfig& head, const data::Tokenizer& tokenizer) {
@@ -135,6 +146,7 @@ void save_adapter(const AdaptedModel& a, const std::string& dir) {
   check_not_model_dir(dir, a.base_dir);
   json::Value config = a.method->peft_config();
   config.set("base_model_name_or_path", a.base_dir);
+  config.set("base_model_fingerprint", base_model_fingerprint(a.base_dir));
   const json::Value method_fields = method_config_to_json(a.method_config);
   for (const auto& [key, value] : method_fields.members())
     if (!config.find(key)) config.set(key, value);
@@ -158,6 +170,8 @@ AdapterFiles read_adapter_files(const std::string& adapter_dir, bool with_head) 
   f.method_config = method_config_from_json(config, f.config_path);
   if (const json::Value* base = config.find("base_model_name_or_path"); base && base->is_string())
     f.base_model = base->as_string();
+  if (const json::Value* fingerprint = config.find("base_model_fingerprint"); fingerprint && fingerprint->is_string())
+    f.base_fingerprint = fingerprint->as_string();
   const json::Value* head_json = config.find("head");
   if (with_head && !head_json) throw InputError(f.config_path + ": has no task head (\"head\"); it cannot classify");
   f.has_head = head_json != nullptr;

@@ -10,6 +10,8 @@
 //   adapter_config.json        method.peft_config() (PEFT's fields, e.g.
 //                              "peft_type": "LORA", "task_type"), then
 //                              "base_model_name_or_path" = the --model dir,
+//                              "base_model_fingerprint" (which weights: see
+//                              base_model_fingerprint below),
 //                              the MethodConfig under PEFT's names where PEFT
 //                              has them, "tinyadapt_version", and "head"
 //                              (type, pooling, label names, label words).
@@ -91,6 +93,7 @@ AdaptedModel load_adapted(const std::string& model_dir, const std::string& adapt
 struct AdapterFiles {
   std::string config_path, tensors_path;
   std::string base_model;    // base_model_name_or_path; "" when absent
+  std::string base_fingerprint;  // base_model_fingerprint; "" when absent (adapters saved before it, PEFT's)
   MethodConfig method_config;
   bool has_head = false;
   HeadConfig head_config;    // when has_head
@@ -100,6 +103,14 @@ AdapterFiles read_adapter_files(const std::string& adapter_dir, bool with_head);
 std::unique_ptr<Method> attach_adapter_method(GPT& model, const data::Tokenizer& tokenizer, const AdapterFiles& files);
 std::unique_ptr<Head> load_adapter_tensors(const GPT& model, const data::Tokenizer& tokenizer, Method& method,
                                            const AdapterFiles& files, bool with_head);
+
+// Identifies the weights of the base model at model_dir: the size and the
+// 64-bit FNV-1a hash of its model.safetensors, as "fnv1a64:<16 hex> bytes:<n>".
+// save_adapter records it, so that --init-head (head_init.h) can tell whether
+// a saved head was trained on this base even when the directory moved or was
+// overwritten. FNV-1a is not a cryptographic hash: it tells a retrained or
+// different base apart, it does not resist a forgery. About 1 ns per byte.
+std::string base_model_fingerprint(const std::string& model_dir);
 
 // The first token of each label word under `tokenizer`, for the verbalizer;
 // InputError when two words start with the same token.
