@@ -36,6 +36,7 @@ json::Value head_config_to_json(const HeadConfig& c) {
   for (const std::string& w : c.label_words) words.push(w);
   v.set("label_names", names);
   v.set("label_words", words);
+  if (!c.initialized_from.empty()) v.set("initialized_from", c.initialized_from);
   return v;
 }
 
@@ -53,6 +54,7 @@ HeadConfig head_config_from_json(const json::Value& v, const std::string& source
     c.label_names.push_back(n.as_string(source + ": head.label_names"));
   for (const json::Value& w : v.at("label_words", source).items(source + ": head.label_words"))
     c.label_words.push_back(w.as_string(source + ": head.label_words"));
+  if (const json::Value* from = v.find("initialized_from")) c.initialized_from = from->as_string(source + ": head.initialized_from");
   if (c.label_names.size() < 2) throw InputError(source + ": head.label_names needs at least 2 labels");
   return c;
 }

@@ -40,6 +40,10 @@ struct HeadConfig {
   std::string activation = "relu";     // mlp: relu | gelu
   std::vector<std::string> label_names;
   std::vector<std::string> label_words;  // verbalizer: one word per label, e.g. " spam"
+  // The adapter directory whose head this one's weights were copied from
+  // before training (--init-head, adapt/head_init.h; LP-FT); "" = a fresh head.
+  // Provenance only: saved and read back, never acted on.
+  std::string initialized_from;
 };
 
 std::string pooling_name(Pooling pooling);  // "last" | "first" | "mean"
@@ -57,6 +61,8 @@ class Head : public Module {
 
   const HeadConfig& config() const { return config_; }
   int num_labels() const { return static_cast<int>(config_.label_names.size()); }
+  // Records where this head's weights came from (HeadConfig::initialized_from).
+  void set_initialized_from(const std::string& adapter_dir) { config_.initialized_from = adapter_dir; }
 
   // hidden (B,k+T,C) from GPT::forward with `options` -> features (B,C).
   Tensor features(const GPT& model, const Tensor& hidden, int B, int T, const ForwardOptions& options) const;

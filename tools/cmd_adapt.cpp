@@ -2,7 +2,8 @@
 // classification task with one method, then score it in and out of
 // distribution.
 //
-//   load the base --model, attach --method, put a head on top (adapt/)
+//   load the base --model, attach --method, put a head on top (adapt/);
+//   with --init-head DIR the head starts as the one saved in DIR (LP-FT)
 //   print PEFT's line: trainable params: N || all params: M || trainable%: P
 //   train on the task's train split (val accuracy every --eval-every steps)
 //   save the adapter to --out (adapter_config.json + adapter_model.safetensors)
@@ -14,6 +15,7 @@
 #include <cstdio>
 
 #include "adapt/adapter_dir.h"
+#include "adapt/head_init.h"
 #include "adapt/report.h"
 #include "adapt/runner.h"
 #include "data/tasks.h"
@@ -55,8 +57,8 @@ adapt::MethodConfig parse_method(Args& args) {
 adapt::HeadRequest parse_head(Args& args, const adapt::MethodConfig& method) {
   adapt::HeadRequest h;
   h.type = args.str("head", "");
-  if (!h.type.empty() && h.type != "classifier" && h.type != "verbalizer")
-    throw InputError("--head must be classifier or verbalizer, got '" + h.type + "'");
+  if (!h.type.empty() && h.type != "classifier" && h.type != "verbalizer" && h.type != "linear" && h.type != "mlp")
+    throw InputError("--head must be classifier, verbalizer, linear or mlp, got '" + h.type + "'");
   h.pooling = args.str("pooling", "");
   if (args.has("label-words")) h.label_words = comma_list(args.str("label-words", ""));
   h.hidden = method.probe_hidden;
@@ -90,6 +92,26 @@ int64_t peak_rss_bytes() {
   return static_cast<int64_t>(usage.ru_maxrss) * 1024;  // Linux reports kilobytes
 }
 
+// --init-head: says where the head came from, and warns when the head was
+// trained on another base model (or when that cannot be told).
+json::Value report_head_init(const adapt::HeadInit& init, const std::string& model_dir) {
+  std::printf("head: initialised from %s\n", init.dir.c_str());
+  if (init.base_check.empty())
+    std::fprintf(stderr, "adapt: warning: --init-head %s: cannot tell whether its head was trained on this base %s "
+                 "(its adapter_config.json has no base_model_fingerprint, and its base_model_name_or_path '%s' is another path)\n",
+                 init.dir.c_str(), model_dir.c_str(), init.base_model.c_str());
+  else if (!init.same_base)
+    std::fprintf(stderr, "adapt: warning: --init-head %s: its head was trained on another base model ('%s'; "
+                 "its model.safetensors differs from %s's): the features it reads mean something else here\n",
+                 init.dir.c_str(), init.base_model.c_str(), model_dir.c_str());
+  json::Value v = json::Value::object();
+  v.set("dir", init.dir);
+  v.set("base_model", init.base_model);
+  v.set("base_check", init.base_check.empty() ? "unknown" : init.base_check);
+  if (!init.base_check.empty()) v.set("same_base", init.same_base);
+  return v;
+}
+
 json::Value metrics_json(const adapt::AdaptedModel& a, const adapt::TrainResult& trained, const json::Value& splits,
                          const std::string& out) {
   const adapt::TrainableReport r = adapt::trainable_report(a);
@@ -118,6 +140,7 @@ int run_adapt(Args& args) {
     return o;
   }();
   const uint64_t data_seed = static_cast<uint64_t>(args.integer("data-seed", 1337));
+  const std::string init_head_dir = args.str("init-head", "");
   args.finish();
 
   const data::Task task = data::load_task(task_name, data_seed);
@@ -125,6 +148,7 @@ int run_adapt(Args& args) {
   adapt::AdaptedModel a = adapt::create_adapted(
       model_dir, method_config, adapt::resolve_head(head_request, method_config.method, base_config, task.label_names),
       run_options.seed);
+  const json::Value head_init = init_head_dir.empty() ? json::Value() : report_head_init(adapt::init_head_from(a, init_head_dir), model_dir);
   std::printf("%s\n", adapt::report_line(adapt::trainable_report(a)).c_str());
   std::fflush(stdout);
   const int max_tokens = a.max_text_tokens();
@@ -150,6 +174,7 @@ int run_adapt(Args& args) {
   json::Value metrics = metrics_json(a, trained, splits, out);
   metrics.set("task", task_name);
   metrics.set("data_seed", static_cast<long long>(data_seed));
+  if (!head_init.is_null()) metrics.set("init_head", head_init);
   write_file_atomic(out + "/metrics.json", metrics.dump(2) + "\n");
   std::printf("adapter file: %s bytes (base model.safetensors: %s bytes); trained %lld steps in %.1f s\n",
               adapt::with_thousands(metrics.at("adapter_bytes").as_int()).c_str(),
@@ -171,9 +196,14 @@ static Command adapt_cmd{
     "  --lora-rank R --lora-alpha A --lora-dropout P --target-modules c_attn,c_proj,c_fc   LoRA [8, 16, 0, c_attn]\n"
     "  --probe-hidden N --probe-activation relu|gelu                probe-mlp's hidden layer [256, relu]\n"
     "head:\n"
-    "  --head classifier|verbalizer   [verbalizer for prompt/prefix on a GPT, classifier otherwise]\n"
+    "  --head classifier|verbalizer|linear|mlp\n"
+    "                                 [verbalizer for prompt/prefix on a GPT, classifier otherwise]; classifier is\n"
+    "                                 mlp for probe-mlp, linear for the rest\n"
     "  --pooling last|first|mean      the classifier's features [last for a GPT, first for an encoder]\n"
     "  --label-words a,b              the verbalizer's words, one per label [the label names], each after a space\n"
+    "  --init-head DIR                start the head from the one saved in adapter directory DIR instead of a fresh\n"
+    "                                 one; it must fit (type, labels, pooling, width). LP-FT: probe, then finetune\n"
+    "                                 with --init-head PROBE_DIR [a fresh head]\n"
     "training:\n"
     "  --steps N | --epochs N   [300 steps; probes and bitfit 1000]\n"
     "  --lr X                   [finetune 1e-4, bitfit 3e-3, lora/adapter 2e-3, prompt 3e-2, prefix 1e-2, probes 1e-2]\n"
