@@ -50,3 +50,9 @@ print(f"B: {gf_b:.1f} GFLOP/step -> {achieved:.1f} GFLOP/s = {100 * achieved / s
 print(f"LoRA step / full step on B: {blo['ms_median'] / bo['ms_median']:.2f} (target <= 0.7); "
       f"memory saved {bo['peak_rss_mb'] - blo['peak_rss_mb']:.0f} MiB")
 PY
+
+# Personalised serving (adapt/serving.h): 16 users (8 LoRA, 8 prefix) x 8
+# requests on a config-A-shaped GPT with random weights; mixed batches against
+# single-user batches and one request at a time (targets: >= 0.9x, >= 4x).
+echo
+./tinyadapt bench --serve --vocab 256 --ctx 128 --d 128 --layers 4 --heads 4 --threads 2

@@ -6,18 +6,30 @@
 // as the peer does on q and v — here on c_attn, whose q,k,v share one Linear,
 // so the k third of the delta is trained too: slightly more work than the peer's.
 // `--sgemm N` instead measures OpenBLAS sgemm GFLOP/s on N×N×N.
+// `--serve` instead measures personalised serving (adapt/serving.h): 16 users
+// (8 LoRA r8 on c_attn, 8 prefix tuning k16, random values, linear heads) ×
+// 8 classification requests of 16..64 random tokens (--min-tokens, --max-tokens) on a random GPT of the
+// given shape, answered three ways: mixed batches of 16 (every batch holds
+// all 16 users), single-user batches of 16 (a user's 8 requests twice: what
+// batching buys when traffic is grouped by user), and one request at a time.
+// Requests/s of each (best of --repeats), and the ratios.
+#include <stdlib.h>
 #include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <memory>
 #include <cstdio>
 #include <omp.h>
 
+#include "adapt/adapter_dir.h"
 #include "adapt/method.h"
+#include "adapt/serving.h"
 #include "autograd/matmul.h"
 #include "autograd/ops.h"
 #include "data/json.h"
+#include "nn/checkpoint.h"
 #include "nn/gpt.h"
 #include "nn/lm_data.h"
 #include "nn/optim.h"
@@ -51,6 +63,97 @@ int run_sgemm(int n, int repeats) {
   return 0;
 }
 
+// A random GPT of shape `c` with a byte-level tokenizer, saved in `dir`, and
+// 16 users' adapters (8 LoRA, 8 prefix) with random values under dir/users.
+adapt::ServingModel make_serving_fixture(ModelConfig c, const std::string& dir) {
+  const data::Tokenizer tokenizer = data::Tokenizer::byte_level({"<|endoftext|>"});
+  c.vocab_size = std::max(c.vocab_size, tokenizer.vocab_size());
+  const std::string model_dir = dir + "/base";
+  make_dirs(model_dir);
+  tokenizer.save(model_dir);
+  save_model(GPT(c, 1337), model_dir);
+  for (int u = 0; u < 16; u++) {
+    adapt::MethodConfig method;
+    method.method = u % 2 == 0 ? "lora" : "prefix";
+    method.lora_rank = 8;
+    method.num_virtual_tokens = 16;
+    adapt::HeadRequest classifier;
+    classifier.type = "classifier";
+    const adapt::HeadConfig head = adapt::resolve_head(classifier, method.method, c, {"no", "yes"});
+    adapt::AdaptedModel a = adapt::create_adapted(model_dir, method, head, static_cast<uint64_t>(u));
+    Rng rng(static_cast<uint64_t>(100 + u));
+    for (const OptimParam& p : a.trainable_parameters()) {
+      Tensor t = p.tensor;
+      fill_normal(t, rng, 0.0f, 0.1f);
+    }
+    adapt::save_adapter(a, dir + "/users/" + std::to_string(u));
+  }
+  return adapt::ServingModel(model_dir);
+}
+
+// Seconds to classify `batches` one after the other, best of `repeats`.
+double best_seconds(const adapt::ServingModel& server, const std::vector<std::vector<adapt::ServeRequest>>& batches,
+                    int repeats) {
+  double best = 1e30;
+  for (int r = 0; r < repeats; r++) {
+    const double t0 = now_ms();
+    for (const auto& batch : batches) server.classify(batch);
+    best = std::min(best, (now_ms() - t0) / 1000.0);
+  }
+  return best;
+}
+
+int run_serve_bench(const ModelConfig& c, int min_tokens, int max_tokens, int repeats, bool as_json) {
+  char scratch[] = "/tmp/tinyadapt_serve_bench_XXXXXX";
+  if (!mkdtemp(scratch)) throw InputError("bench --serve: cannot create a folder under /tmp");
+  const std::string dir = scratch;
+  NoGradGuard no_grad;
+  adapt::ServingModel server = make_serving_fixture(c, dir);
+  const int users = 16, per_user = 8, batch = 16;
+  for (int u = 0; u < users; u++) server.add_user("user" + std::to_string(u), dir + "/users/" + std::to_string(u));
+  // requests[u][j]: user u's j-th request, min_tokens..max_tokens random tokens.
+  Rng rng(1337);
+  std::vector<std::vector<adapt::ServeRequest>> requests(users);
+  for (int u = 0; u < users; u++)
+    for (int j = 0; j < per_user; j++) {
+      adapt::ServeRequest r;
+      r.user = u;
+      r.ids.resize(static_cast<size_t>(min_tokens + rng.below(max_tokens - min_tokens + 1)));
+      for (int& id : r.ids) id = rng.below(256);
+      requests[static_cast<size_t>(u)].push_back(r);
+    }
+  std::vector<std::vector<adapt::ServeRequest>> mixed(per_user), single_user(users), one_at_a_time;
+  for (int u = 0; u < users; u++)
+    for (int j = 0; j < per_user; j++) {
+      const adapt::ServeRequest& r = requests[static_cast<size_t>(u)][static_cast<size_t>(j)];
+      mixed[static_cast<size_t>(j)].push_back(r);  // batch j: the j-th request of every user
+      one_at_a_time.push_back({r});
+    }
+  for (int u = 0; u < users; u++)
+    for (int copy = 0; copy < batch / per_user; copy++)
+      for (const adapt::ServeRequest& r : requests[static_cast<size_t>(u)]) single_user[static_cast<size_t>(u)].push_back(r);
+  server.classify(mixed[0]);  // warm-up: the buffer pool, OpenBLAS threads
+  const double mixed_rps = users * per_user / best_seconds(server, mixed, repeats);
+  const double single_rps = users * batch / best_seconds(server, single_user, repeats);
+  const double alone_rps = users * per_user / best_seconds(server, one_at_a_time, repeats);
+  std::filesystem::remove_all(dir);
+  std::printf("serving %d users x %d requests of %d..%d tokens (8 LoRA r8, 8 prefix k16), batch %d, %d threads:\n"
+              "requests/s mixed %.1f | single-user batches %.1f | one at a time %.1f\n", users, per_user, min_tokens,
+              max_tokens, batch, omp_get_max_threads(), mixed_rps, single_rps, alone_rps);
+  std::printf("mixed / single-user batches %.2f (target >= 0.9) | mixed / one at a time %.2f (target >= 4)\n",
+              mixed_rps / single_rps, mixed_rps / alone_rps);
+  if (as_json) {
+    json::Value out = json::Value::object();
+    out.set("mixed_rps", mixed_rps);
+    out.set("single_user_rps", single_rps);
+    out.set("one_at_a_time_rps", alone_rps);
+    out.set("mixed_over_single_user", mixed_rps / single_rps);
+    out.set("mixed_over_one_at_a_time", mixed_rps / alone_rps);
+    std::printf("JSON %s\n", out.dump().c_str());
+  }
+  return 0;
+}
+
 int run_bench(Args& args) {
   const int threads = static_cast<int>(args.integer("threads", 2));
   omp_set_num_threads(threads);
@@ -71,8 +174,17 @@ int run_bench(Args& args) {
   const int steps = static_cast<int>(args.integer("steps", 20)), warmup = static_cast<int>(args.integer("warmup", 3));
   const int lora_rank = static_cast<int>(args.integer("lora", 0));
   const bool as_json = args.flag("json");
+  const bool serve = args.flag("serve");
+  const int repeats = static_cast<int>(args.integer("repeats", 3));
+  const int min_tokens = static_cast<int>(args.integer("min-tokens", 16));
+  const int max_tokens = static_cast<int>(args.integer("max-tokens", 64));
   args.finish();
   c.validate("bench");
+  if (serve) {
+    if (min_tokens < 1 || max_tokens < min_tokens || max_tokens + 16 > c.n_positions)
+      throw InputError("bench --serve: need 1 <= --min-tokens <= --max-tokens <= ctx - 16 (the prefix)");
+    return run_serve_bench(c, min_tokens, max_tokens, std::max(1, repeats), as_json);
+  }
 
   GPT model(c, 1337);
   std::vector<OptimParam> params;
@@ -139,6 +251,8 @@ static Command bench_cmd{
     "usage: tinyadapt bench [--vocab V --ctx T --d C --layers L --heads H --batch B] [--steps N --warmup N]\n"
     "                       [--threads N] [--lora R] [--json]\n"
     "       tinyadapt bench --sgemm N [--repeats K]\n"
+    "       tinyadapt bench --serve [--vocab V --ctx T --d C --layers L --heads H] [--min-tokens N --max-tokens M]\n"
+    "                       [--repeats K] [--threads N] [--json]\n"
     "Defaults are config A: vocab 256, ctx 128, d 128, 4 layers, 4 heads, batch 16; 20 timed steps after 3.",
     run_bench};
 
