@@ -85,7 +85,7 @@ Tensor as_rows(const Tensor& t) { return t.rank() == 3 ? reshape(t, {t.size(1), 
 // Loading
 
 ServingModel::ServingModel(const std::string& model_dir)
-    : model_dir_(model_dir), model_(load_model(model_dir)), tokenizer_(data::Tokenizer::load(model_dir)) {
+    : model_(load_model(model_dir)), tokenizer_(data::Tokenizer::load(model_dir)) {
   if (tokenizer_.vocab_size() > model_->config().vocab_size)
     throw InputError(model_dir + ": the tokenizer has more tokens than the model's vocab_size");
   model_->freeze_all();

@@ -149,7 +149,6 @@ class ServingModel {
   void load_adapter(ServingUser& user);
   void install_dispatchers();
 
-  std::string model_dir_;
   std::unique_ptr<GPT> model_;
   data::Tokenizer tokenizer_;
   std::vector<std::unique_ptr<ServingUser>> users_;  // stable addresses: the dispatchers read them
