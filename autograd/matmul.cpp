@@ -145,15 +145,17 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
             out.data() + i * c_step, N);
   }
   if (!needs_grad({&a, &b})) return out;
-  record(out, "matmul", [a, b, d, trans_a, trans_b, lda, ldb, a_step, b_step, c_step](Node& o) {
-    Tensor A = a, B = b;
+  // dA reads B's values and dB reads A's: keep each only when the other side trains.
+  Tensor a_value = b.requires_grad() ? a : Tensor(), b_value = a.requires_grad() ? b : Tensor();
+  record(out, "matmul", [A = GradRef(a), B = GradRef(b), a_value, b_value, d, trans_a, trans_b, lda, ldb, a_step,
+                         b_step, c_step](Node& o) {
     const float* dC = o.grad.data();  // (..., M, N)
     const int M = d.M, N = d.N, K = d.K;
     if (A.requires_grad()) {
       // op(A) = dC @ op(B)^T; for trans_a we produce A = op(B) @ dC^T directly.
       float* dA = A.grad_or_zeros();
       for (int i = 0; i < d.batch; i++) {
-        const float* Bi = B.data() + i * b_step;
+        const float* Bi = b_value.data() + i * b_step;
         if (!trans_a) sgemm(false, !trans_b, M, K, N, 1.0f, dC + i * c_step, N, Bi, ldb, 1.0f, dA + i * a_step, lda);
         else          sgemm(trans_b, true, K, M, N, 1.0f, Bi, ldb, dC + i * c_step, N, 1.0f, dA + i * a_step, lda);
       }
@@ -163,11 +165,11 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
       float* dB = B.grad_or_zeros();
       if (d.shared_b && !trans_a) {  // sum over the batch folds into the row dimension
         int rows = d.batch * M;
-        if (!trans_b) sgemm(true, false, K, N, rows, 1.0f, A.data(), lda, dC, N, 1.0f, dB, ldb);
-        else          sgemm(true, false, N, K, rows, 1.0f, dC, N, A.data(), lda, 1.0f, dB, ldb);
+        if (!trans_b) sgemm(true, false, K, N, rows, 1.0f, a_value.data(), lda, dC, N, 1.0f, dB, ldb);
+        else          sgemm(true, false, N, K, rows, 1.0f, dC, N, a_value.data(), lda, 1.0f, dB, ldb);
       } else {
         for (int i = 0; i < d.batch; i++) {
-          const float* Ai = A.data() + i * a_step;
+          const float* Ai = a_value.data() + i * a_step;
           float* dBi = dB + i * b_step;
           if (!trans_b) sgemm(!trans_a, false, K, N, M, 1.0f, Ai, lda, dC + i * c_step, N, 1.0f, dBi, ldb);
           else          sgemm(true, trans_a, N, K, M, 1.0f, dC + i * c_step, N, Ai, lda, 1.0f, dBi, ldb);
@@ -198,13 +200,15 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   }
   sgemm(false, false, rows, outf, in, 1.0f, x.data(), in, weight.data(), outf, bias.defined() ? 1.0f : 0.0f, yp, outf);
   if (!needs_grad({&x, &weight, &bias})) return y;
-  record(y, "linear", [x, weight, bias, rows, in, outf](Node& o) {
-    Tensor X = x, W = weight, b = bias;
+  // dX reads W and dW reads X: a frozen weight's layer keeps no copy of its input.
+  Tensor x_value = weight.requires_grad() ? x : Tensor(), w_value = x.requires_grad() ? weight : Tensor();
+  record(y, "linear", [X = GradRef(x), W = GradRef(weight), b = GradRef(bias), x_value, w_value, rows, in,
+                       outf](Node& o) {
     const float* dY = o.grad.data();  // (rows, out)
     if (X.requires_grad())  // dX (rows,in) += dY @ W^T
-      sgemm(false, true, rows, in, outf, 1.0f, dY, outf, W.data(), outf, 1.0f, X.grad_or_zeros(), in);
+      sgemm(false, true, rows, in, outf, 1.0f, dY, outf, w_value.data(), outf, 1.0f, X.grad_or_zeros(), in);
     if (W.requires_grad())  // dW (in,out) += X^T @ dY
-      sgemm(true, false, in, outf, rows, 1.0f, X.data(), in, dY, outf, 1.0f, W.grad_or_zeros(), outf);
+      sgemm(true, false, in, outf, rows, 1.0f, x_value.data(), in, dY, outf, 1.0f, W.grad_or_zeros(), outf);
     if (b.defined() && b.requires_grad()) {  // db (out) += column sums of dY
       float* db = b.grad_or_zeros();
       for (int r = 0; r < rows; r++) {

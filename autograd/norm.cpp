@@ -39,11 +39,13 @@ Tensor layernorm(const Tensor& x, const Tensor& weight, const Tensor& bias, floa
     st[2 * r + 1] = rstd;
   }
   if (!needs_grad({&x, &weight, &bias})) return out;
-  record(out, "layernorm", [x, weight, bias, stats, rows, C](Node& o) {
-    Tensor X = x, W = weight, Bias = bias;
-    const float *in = X.data(), *w = W.data(), *dy = o.grad.data(), *st = stats.data();
-    if (X.requires_grad()) {
-      float* dx = X.grad_or_zeros();
+  // Backward reads x always (for dx and dw) and the weight only for dx.
+  Tensor w_value = x.requires_grad() ? weight : Tensor();
+  record(out, "layernorm", [x, W = GradRef(weight), Bias = GradRef(bias), w_value, stats, rows, C](Node& o) {
+    const float *in = x.data(), *dy = o.grad.data(), *st = stats.data();
+    if (x.requires_grad()) {
+      const float* w = w_value.data();
+      float* dx = x.node()->grad_or_zeros();
 #pragma omp parallel for schedule(static) if (rows * C > 32768)
       for (int64_t r = 0; r < rows; r++) {
         const float mean = st[2 * r], rstd = st[2 * r + 1];
@@ -97,11 +99,10 @@ Tensor softmax(const Tensor& x) {
     for (int c = 0; c < C; c++) out.data()[r * C + c] = exp_fast(x.data()[r * C + c] - lse);
   }
   if (!needs_grad({&x})) return out;
-  Node* out_node = out.node();  // the closure lives in this node, so a raw pointer is safe
-  record(out, "softmax", [x, out_node, rows, C](Node& o) {
-    Tensor X = x;
+  out.node()->keeps_value = true;  // backward reads y
+  record(out, "softmax", [X = GradRef(x), rows, C](Node& o) {
     float* dx = X.grad_or_zeros();
-    const float *y = out_node->data.data(), *dy = o.grad.data();
+    const float *y = o.data.data(), *dy = o.grad.data();
     for (int64_t r = 0; r < rows; r++) {
       float dot = 0;
       for (int c = 0; c < C; c++) dot += dy[r * C + c] * y[r * C + c];
@@ -121,11 +122,10 @@ Tensor log_softmax(const Tensor& x) {
     for (int c = 0; c < C; c++) out.data()[r * C + c] = x.data()[r * C + c] - lse;
   }
   if (!needs_grad({&x})) return out;
-  Node* out_node = out.node();
-  record(out, "log_softmax", [x, out_node, rows, C](Node& o) {
-    Tensor X = x;
+  out.node()->keeps_value = true;  // backward reads y
+  record(out, "log_softmax", [X = GradRef(x), rows, C](Node& o) {
     float* dx = X.grad_or_zeros();
-    const float *y = out_node->data.data(), *dy = o.grad.data();
+    const float *y = o.data.data(), *dy = o.grad.data();
     for (int64_t r = 0; r < rows; r++) {
       float total = 0;
       for (int c = 0; c < C; c++) total += dy[r * C + c];
@@ -165,9 +165,8 @@ Tensor cross_entropy(const Tensor& logits, const std::vector<int>& targets, int 
   Tensor out = Tensor::scalar(count ? static_cast<float>(total / count) : 0.0f);
   if (!needs_grad({&logits}) || count == 0) return out;
   record(out, "cross_entropy", [logits, targets, lse, rows, V, count, ignore_index](Node& o) {
-    Tensor L = logits;
-    float* dz = L.grad_or_zeros();
-    const float* z = L.data();
+    float* dz = logits.node()->grad_or_zeros();
+    const float* z = logits.data();
     const float g = o.grad.data()[0] / static_cast<float>(count);
 #pragma omp parallel for schedule(static) if (rows * V > 32768)
     for (int64_t r = 0; r < rows; r++) {

@@ -76,18 +76,20 @@ Tensor arith(const Tensor& a, const Tensor& b, Arith kind, const char* name) {
     case Arith::Mul: walk(bc, [&](int64_t o, int64_t i, int64_t j) { y[o] = x1[i] * x2[j]; }); break;
   }
   if (!needs_grad({&a, &b})) return out;
-  record(out, name, [a, b, bc, kind](Node& o) {
-    Tensor A = a, B = b;
+  // add and sub read no values in backward; mul reads each input for the other's gradient.
+  const bool is_mul = kind == Arith::Mul;
+  Tensor a_value = is_mul && b.requires_grad() ? a : Tensor(), b_value = is_mul && a.requires_grad() ? b : Tensor();
+  record(out, name, [A = GradRef(a), B = GradRef(b), a_value, b_value, bc, kind](Node& o) {
     const float* dy = o.grad.data();
     if (A.requires_grad()) {
       float* da = A.grad_or_zeros();
-      const float* x2 = B.data();
+      const float* x2 = b_value.defined() ? b_value.data() : nullptr;
       if (kind == Arith::Mul) walk(bc, [&](int64_t k, int64_t i, int64_t j) { da[i] += dy[k] * x2[j]; });
       else                    walk(bc, [&](int64_t k, int64_t i, int64_t) { da[i] += dy[k]; });
     }
     if (B.requires_grad()) {
       float* db = B.grad_or_zeros();
-      const float* x1 = A.data();
+      const float* x1 = a_value.defined() ? a_value.data() : nullptr;
       float sign = kind == Arith::Sub ? -1.0f : 1.0f;
       if (kind == Arith::Mul) walk(bc, [&](int64_t k, int64_t i, int64_t j) { db[j] += dy[k] * x1[i]; });
       else                    walk(bc, [&](int64_t k, int64_t, int64_t j) { db[j] += sign * dy[k]; });
@@ -110,8 +112,7 @@ Tensor add_scalar(const Tensor& a, float s) {
   float* y = out.data();
   for (int64_t i = 0; i < a.numel(); i++) y[i] = x[i] + s;
   if (!needs_grad({&a})) return out;
-  record(out, "add_scalar", [a](Node& o) {
-    Tensor A = a;
+  record(out, "add_scalar", [A = GradRef(a)](Node& o) {
     float* da = A.grad_or_zeros();
     for (int64_t i = 0; i < A.numel(); i++) da[i] += o.grad.data()[i];
   });
@@ -124,8 +125,7 @@ Tensor mul_scalar(const Tensor& a, float s) {
   float* y = out.data();
   for (int64_t i = 0; i < a.numel(); i++) y[i] = x[i] * s;
   if (!needs_grad({&a})) return out;
-  record(out, "mul_scalar", [a, s](Node& o) {
-    Tensor A = a;
+  record(out, "mul_scalar", [A = GradRef(a), s](Node& o) {
     float* da = A.grad_or_zeros();
     for (int64_t i = 0; i < A.numel(); i++) da[i] += s * o.grad.data()[i];
   });
@@ -153,11 +153,10 @@ Tensor gelu(const Tensor& x) {
   }
   if (!needs_grad({&x})) return out;
   record(out, "gelu", [x](Node& o) {
-    Tensor X = x;
-    const float* in = X.data();
+    const float* in = x.data();
     const float* dy = o.grad.data();
-    float* dx = X.grad_or_zeros();
-    const int64_t n = X.numel();
+    float* dx = x.node()->grad_or_zeros();
+    const int64_t n = x.numel();
 #pragma omp parallel for simd schedule(static) if (n > 32768)
     for (int64_t i = 0; i < n; i++) {
       float v = in[i];
@@ -175,11 +174,10 @@ Tensor tanh(const Tensor& x) {
   Tensor out = Tensor::empty(x.shape());
   for (int64_t i = 0; i < x.numel(); i++) out.data()[i] = std::tanh(x.data()[i]);
   if (!needs_grad({&x})) return out;
-  Node* out_node = out.node();  // the closure lives in this node, so a raw pointer is safe
-  record(out, "tanh", [x, out_node](Node& o) {
-    Tensor X = x;
+  out.node()->keeps_value = true;  // backward reads y
+  record(out, "tanh", [X = GradRef(x)](Node& o) {
     float* dx = X.grad_or_zeros();
-    const float* y = out_node->data.data();
+    const float* y = o.data.data();
     for (int64_t i = 0; i < X.numel(); i++) dx[i] += o.grad.data()[i] * (1.0f - y[i] * y[i]);
   });
   return out;
@@ -190,10 +188,9 @@ Tensor relu(const Tensor& x) {
   for (int64_t i = 0; i < x.numel(); i++) out.data()[i] = x.data()[i] > 0.0f ? x.data()[i] : 0.0f;
   if (!needs_grad({&x})) return out;
   record(out, "relu", [x](Node& o) {
-    Tensor X = x;
-    float* dx = X.grad_or_zeros();
-    for (int64_t i = 0; i < X.numel(); i++)
-      if (X.data()[i] > 0.0f) dx[i] += o.grad.data()[i];
+    float* dx = x.node()->grad_or_zeros();
+    for (int64_t i = 0; i < x.numel(); i++)
+      if (x.data()[i] > 0.0f) dx[i] += o.grad.data()[i];
   });
   return out;
 }
@@ -211,8 +208,7 @@ Tensor dropout(const Tensor& x, float p, Rng& rng) {
   Tensor out = Tensor::empty(x.shape());
   for (int64_t i = 0; i < x.numel(); i++) out.data()[i] = x.data()[i] * scale.data()[i];
   if (!needs_grad({&x})) return out;
-  record(out, "dropout", [x, scale](Node& o) {
-    Tensor X = x;
+  record(out, "dropout", [X = GradRef(x), scale](Node& o) {
     float* dx = X.grad_or_zeros();
     for (int64_t i = 0; i < X.numel(); i++) dx[i] += o.grad.data()[i] * scale.data()[i];
   });

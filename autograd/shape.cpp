@@ -14,8 +14,7 @@ static Tensor total(const Tensor& x, float scale, const char* name) {
   for (int64_t i = 0; i < x.numel(); i++) acc += x.data()[i];
   Tensor out = Tensor::scalar(static_cast<float>(acc * scale));
   if (!needs_grad({&x})) return out;
-  record(out, name, [x, scale](Node& o) {
-    Tensor X = x;
+  record(out, name, [X = GradRef(x), scale](Node& o) {
     float g = o.grad.data()[0] * scale;
     float* dx = X.grad_or_zeros();
     for (int64_t i = 0; i < X.numel(); i++) dx[i] += g;
@@ -57,8 +56,7 @@ Tensor sum(const Tensor& x, int axis) {
     for (int64_t k = 0; k < a.size; k++)
       for (int64_t i = 0; i < a.inner; i++) out.data()[o * a.inner + i] += x.data()[(o * a.size + k) * a.inner + i];
   if (!needs_grad({&x})) return out;
-  record(out, "sum_axis", [x, a](Node& n) {
-    Tensor X = x;
+  record(out, "sum_axis", [X = GradRef(x), a](Node& n) {
     float* dx = X.grad_or_zeros();
     for (int64_t o = 0; o < a.outer; o++)
       for (int64_t k = 0; k < a.size; k++)
@@ -76,8 +74,7 @@ Tensor reshape(const Tensor& x, Shape shape) {
   Tensor out = Tensor::empty(shape);
   std::memcpy(out.data(), x.data(), static_cast<size_t>(x.numel()) * sizeof(float));
   if (!needs_grad({&x})) return out;
-  record(out, "reshape", [x](Node& o) {
-    Tensor X = x;
+  record(out, "reshape", [X = GradRef(x)](Node& o) {
     float* dx = X.grad_or_zeros();
     for (int64_t i = 0; i < X.numel(); i++) dx[i] += o.grad.data()[i];
   });
@@ -100,8 +97,7 @@ Tensor transpose(const Tensor& x) {
     for (int r = 0; r < R; r++)
       for (int k = 0; k < K; k++) out.data()[(b * K + k) * R + r] = x.data()[(b * R + r) * K + k];
   if (!needs_grad({&x})) return out;
-  record(out, "transpose", [x, R, K, batch](Node& o) {
-    Tensor X = x;
+  record(out, "transpose", [X = GradRef(x), R, K, batch](Node& o) {
     float* dx = X.grad_or_zeros();
     for (int64_t b = 0; b < batch; b++)
       for (int r = 0; r < R; r++)
@@ -131,8 +127,7 @@ Tensor concat(const Tensor& a, const Tensor& b, int axis) {
     std::memcpy(out.data() + o * (na + nb) + na, b.data() + o * nb, static_cast<size_t>(nb) * sizeof(float));
   }
   if (!needs_grad({&a, &b})) return out;
-  record(out, "concat", [a, b, na, nb, outer = sa.outer](Node& n) {
-    Tensor A = a, B = b;
+  record(out, "concat", [A = GradRef(a), B = GradRef(b), na, nb, outer = sa.outer](Node& n) {
     const float* dy = n.grad.data();
     float* da = A.requires_grad() ? A.grad_or_zeros() : nullptr;
     float* db = B.requires_grad() ? B.grad_or_zeros() : nullptr;
@@ -156,8 +151,7 @@ Tensor slice(const Tensor& x, int axis, int start, int end) {
   for (int64_t o = 0; o < s.outer; o++)
     std::memcpy(out.data() + o * n_out, x.data() + o * n_in + offset, static_cast<size_t>(n_out) * sizeof(float));
   if (!needs_grad({&x})) return out;
-  record(out, "slice", [x, n_out, n_in, offset, outer = s.outer](Node& n) {
-    Tensor X = x;
+  record(out, "slice", [X = GradRef(x), n_out, n_in, offset, outer = s.outer](Node& n) {
     float* dx = X.grad_or_zeros();
     for (int64_t o = 0; o < outer; o++)
       for (int64_t i = 0; i < n_out; i++) dx[o * n_in + offset + i] += n.grad.data()[o * n_out + i];
@@ -183,8 +177,7 @@ Tensor embedding(const Tensor& table, const std::vector<int>& ids, Shape ids_sha
   for (size_t i = 0; i < ids.size(); i++)
     std::memcpy(out.data() + i * C, table.data() + static_cast<int64_t>(ids[i]) * C, C * sizeof(float));
   if (!needs_grad({&table})) return out;
-  record(out, "embedding", [table, ids, C](Node& n) {
-    Tensor W = table;
+  record(out, "embedding", [W = GradRef(table), ids, C](Node& n) {
     float* dw = W.grad_or_zeros();
     for (size_t i = 0; i < ids.size(); i++) {
       float* row = dw + static_cast<int64_t>(ids[i]) * C;

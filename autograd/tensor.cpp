@@ -1,6 +1,7 @@
 // autograd/tensor.cpp — Shape, the buffer pool, Tensor, the tape, Rng. See tensor.h.
 #include "autograd/tensor.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -75,7 +76,7 @@ namespace {
 struct Pool {
   std::mutex mutex;
   std::unordered_map<size_t, std::vector<float*>> free_by_size;
-  size_t in_use = 0, cached = 0;  // bytes
+  size_t in_use = 0, cached = 0, peak = 0;  // bytes
 };
 Pool& pool() {
   static Pool* p = new Pool;  // never destroyed: buffers may outlive static destructors
@@ -89,6 +90,7 @@ static float* pool_acquire(size_t n) {
   {
     std::lock_guard<std::mutex> lock(p.mutex);
     p.in_use += bytes;
+    p.peak = std::max(p.peak, p.in_use);
     auto it = p.free_by_size.find(n);
     if (kPooling && it != p.free_by_size.end() && !it->second.empty()) {
       float* ptr = it->second.back();
@@ -126,6 +128,11 @@ size_t pool_bytes_in_use() {
 size_t pool_bytes_cached() {
   std::lock_guard<std::mutex> lock(pool().mutex);
   return pool().cached;
+}
+
+size_t pool_bytes_peak() {
+  std::lock_guard<std::mutex> lock(pool().mutex);
+  return pool().peak;
 }
 
 void pool_release_cached() {
@@ -167,9 +174,16 @@ float* Node::grad_or_zeros() {
   return grad.data();
 }
 
+void Tensor::release() {
+  if (!node_) return;
+  if (--node_->handles == 0 && !node_->keeps_value) node_->data = Buffer();
+  node_.reset();
+}
+
 Tensor Tensor::empty(Shape shape) {
   Tensor t;
   t.node_ = std::make_shared<Node>();
+  t.node_->handles = 1;
   t.node_->shape = shape;
   t.node_->data = Buffer(static_cast<size_t>(shape.numel()));
   return t;

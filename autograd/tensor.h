@@ -16,12 +16,25 @@
 // the graph. Gradients accumulate with +=, so a value used twice receives both
 // contributions.
 //
+// A value lives exactly as long as someone may read it. The tape keeps a
+// recorded node (its gradient is needed in backward) but not its data: a
+// node's data is freed as soon as no Tensor handle to it remains, where
+// "handles" are the caller's variables and the Tensors that backward closures
+// captured because they read those values. A closure that only adds into an
+// input's gradient (add, reshape, concat, the frozen side of a matmul...)
+// captures a GradRef instead, which keeps the node but not its data. So an
+// activation that nobody will read again — the output of a residual add, the
+// input of a frozen Linear — goes back to the pool during the forward pass,
+// and freezing a weight saves memory as well as time. An op whose backward
+// reads its own output (softmax, tanh) marks the node keeps_value.
+//
 // Buffers come from a pool keyed by exact size: a training step allocates the
 // same sizes every time, so after the first step no op calls malloc.
 //
 // What this is not: a general tensor library. No strides or views (reshape
 // copies), no dtypes but float32, no devices.
 #pragma once
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -76,12 +89,15 @@ class Buffer {
 // Pool statistics and control (for tests, benchmarks and long-lived servers).
 size_t pool_bytes_in_use();
 size_t pool_bytes_cached();
+size_t pool_bytes_peak();    // the most ever in use at once (tensor memory's high-water mark)
 void pool_release_cached();  // frees every buffer not in use
 
 struct Node {
   Shape shape;
-  Buffer data;
+  Buffer data;  // freed when the last Tensor handle goes, unless keeps_value
   Buffer grad;  // empty until a gradient flows here
+  std::atomic<int> handles{0};  // Tensor handles to this node (not GradRefs, not the tape)
+  bool keeps_value = false;     // the node's own backward reads its data
   bool requires_grad = false;
   const char* op = "leaf";                // for error messages and debugging
   std::function<void(Node&)> backward;    // set when the op is recorded on the tape
@@ -94,6 +110,23 @@ void record(Tensor& out, const char* op, std::function<void(Node&)> backward);
 class Tensor {
  public:
   Tensor() = default;
+  // Copies count as handles (see the top of this file); the last one to go
+  // frees the data of a node that the tape still holds.
+  Tensor(const Tensor& o) : node_(o.node_) { if (node_) node_->handles++; }
+  Tensor(Tensor&& o) noexcept : node_(std::move(o.node_)) {}
+  Tensor& operator=(const Tensor& o) {
+    Tensor copy(o);
+    std::swap(node_, copy.node_);
+    return *this;
+  }
+  Tensor& operator=(Tensor&& o) noexcept {
+    if (this != &o) {
+      release();
+      node_ = std::move(o.node_);
+    }
+    return *this;
+  }
+  ~Tensor() { release(); }
 
   // Constructors. empty() leaves the values uninitialised.
   static Tensor empty(Shape shape);
@@ -127,6 +160,24 @@ class Tensor {
 
  private:
   friend void record(Tensor& out, const char* op, std::function<void(Node&)> backward);
+  friend class GradRef;
+  void release();
+  std::shared_ptr<Node> node_;
+};
+
+// What a backward closure captures of an input whose values it does not read:
+// the node, to add into its gradient, without keeping its data alive.
+class GradRef {
+ public:
+  GradRef() = default;
+  explicit GradRef(const Tensor& t) : node_(t.node_) {}  // t may be undefined (an absent bias)
+  bool defined() const { return node_ != nullptr; }
+  bool requires_grad() const { return node_ && node_->requires_grad; }
+  const Shape& shape() const { return node_->shape; }
+  int64_t numel() const { return node_->shape.numel(); }
+  float* grad_or_zeros() const { return node_->grad_or_zeros(); }
+
+ private:
   std::shared_ptr<Node> node_;
 };
 

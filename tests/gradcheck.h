@@ -47,11 +47,17 @@ inline void check_gradients(const std::function<Tensor(const std::vector<Tensor>
     Tensor probe = f(inputs);
     for (int64_t i = 0; i < probe.numel(); i++) weights.push_back(rng.normal());
   }
-  // Analytical gradients from the tape.
+  // Analytical gradients from the tape. The output is not held while backward
+  // runs, so every value the op's backward reads must be one it kept (the
+  // engine frees the rest during the forward pass; see autograd/tensor.h).
   for (auto& x : inputs) x.drop_grad();
-  Tensor out = f(inputs);
-  REQUIRE(out.requires_grad());
-  backward(sum(mul(out, Tensor::from(out.shape(), weights))));
+  Tensor loss;
+  {
+    Tensor out = f(inputs);
+    REQUIRE(out.requires_grad());
+    loss = sum(mul(out, Tensor::from(out.shape(), weights)));
+  }
+  backward(loss);
   REQUIRE(tape_size() == 0);
 
   NoGradGuard no_grad;

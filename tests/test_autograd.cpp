@@ -211,6 +211,56 @@ TEST_CASE("backward pruning: frozen inputs are not recorded and get no gradient 
   CHECK_FALSE(w1.has_grad());
 }
 
+TEST_CASE("memory: a value nobody reads in backward is freed during the forward pass") {
+  Rng rng(13);
+  const size_t row_bytes = 64 * 32 * sizeof(float);  // one (64, 32) activation
+  Tensor p = param({64, 32}, rng), frozen_w = random_tensor({32, 32}, rng), trained_w = param({32, 32}, rng);
+  auto held_by_the_tape = [&](const Tensor& w) {
+    size_t before = pool_bytes_in_use();
+    Tensor y;
+    {
+      Tensor h = add_scalar(p, 1.0f);   // an activation that needs a gradient
+      y = linear(h, w, Tensor());       // h goes out of scope here
+    }
+    size_t held = pool_bytes_in_use() - before - row_bytes;  // minus y itself
+    backward(sum(y));
+    return held;
+  };
+  // A frozen weight's layer reads only W in backward (dX = dY Wᵀ): h is freed.
+  CHECK(held_by_the_tape(frozen_w) == 0);
+  // A trained weight needs h for dW = hᵀ dY: h stays until backward.
+  CHECK(held_by_the_tape(trained_w) == row_bytes);
+  CHECK(p.has_grad());
+  CHECK(trained_w.has_grad());
+  CHECK_FALSE(frozen_w.has_grad());
+
+  // A residual add reads nothing in backward: neither input's value is kept.
+  size_t before = pool_bytes_in_use();
+  Tensor z;
+  {
+    Tensor a = add_scalar(p, 1.0f), b = mul_scalar(p, 2.0f);
+    z = add(a, b);
+  }
+  CHECK(pool_bytes_in_use() - before == row_bytes);
+  backward(sum(z));
+  // softmax, log_softmax and tanh keep their own output (backward reads y)
+  // even when no handle to it is left; the gradients are the same either way.
+  const Tensor weights = random_tensor({64, 32}, rng);  // constant: mul keeps neither side for it
+  for (auto op : {&softmax, &log_softmax, &ta::tanh}) {
+    p.drop_grad();
+    Tensor y = op(p);
+    backward(sum(mul(y, weights)));
+    const std::vector<float> expected(p.grad(), p.grad() + p.numel());
+    p.drop_grad();
+    Tensor loss;
+    before = pool_bytes_in_use();
+    loss = sum(mul(op(p), weights));
+    CHECK(pool_bytes_in_use() - before == row_bytes + sizeof(float));  // y, kept, and the loss
+    backward(loss);
+    CHECK(std::vector<float>(p.grad(), p.grad() + p.numel()) == expected);
+  }
+}
+
 TEST_CASE("tape: does not grow over 1,000 steps, and buffers are reused") {
   Rng rng(12);
   Tensor w = random_tensor({8, 8}, rng, 0.1f), b = Tensor::zeros({8});
