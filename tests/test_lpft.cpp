@@ -1,5 +1,6 @@
 // tests/test_lpft.cpp — LP-FT (Kumar et al. 2022): a head started from another
-// adapter directory's (adapt/head_init.h, `tinyadapt adapt --init-head`).
+// adapter directory's (adapt/head_init.h, `tinyadapt adapt --init-head`) and
+// the `lp-ft` row of `tinyadapt compare`.
 //
 // What it checks: the new run's head is the saved head, tensor for tensor, so
 // before any training the new adapter predicts exactly what the probe
@@ -8,7 +9,8 @@
 // labels, other width, other head type or pooling, a verbalizer) is an
 // InputError naming the directory and leaves the run's head as it was; the
 // base model is recognised by its fingerprint (or path); through the binary,
-// the same errors exit with status 2 and one stderr line.
+// the same errors exit with status 2 and one stderr line, and compare's
+// lp-ft row runs finetune from the probe row's adapter of the same seed.
 //
 // Fixture: 1-layer GPTs (C = 32, and C = 16 for the width mismatch) with a
 // nearly byte-level tokenizer, and the keyword task tests/fixtures/adapt/keyword/
@@ -272,5 +274,54 @@ TEST_CASE("lpft: tinyadapt adapt --init-head through the binary: metrics record 
     CHECK(stderr_text.find(what) != std::string::npos);
     CHECK(std::count(stderr_text.begin(), stderr_text.end(), '\n') == 1);
     CHECK_FALSE(file_exists(out));
+  }
+}
+
+TEST_CASE("lpft: compare's lp-ft row fine-tunes from the probe row's adapter of the same seed; --seeds; plots") {
+  if (!file_exists(tinyadapt_binary())) {
+    MESSAGE("skipped: no " << tinyadapt_binary() << " (make builds it; TINYADAPT_BIN names another)");
+    return;
+  }
+  Fixture f;
+  const std::string out = f.scratch.file("compare/keyword");
+  // lp-ft before probe in --methods: the probe row is still planned (and run) first.
+  REQUIRE(run_cli("compare --model " + f.base + " --task " + kKeywordTask +
+                      " --methods finetune,lp-ft,probe --steps 3 --seeds 2 --seed 5 --out " + out,
+                  f.scratch) == 0);
+  // runs.tsv: run seed method ... dir init_head, one line per run and seed.
+  const std::string tsv = read_file(out + "/runs.tsv");
+  CHECK(tsv.rfind("run\tseed\tmethod\ttrainable_params\ttrainable_percent\tid_accuracy\tood_accuracy\ttrain_seconds\t"
+                  "peak_rss_mb\tadapter_bytes\tdir\tinit_head\n", 0) == 0);
+  for (int seed : {5, 6}) {
+    CAPTURE(seed);
+    const std::string s = std::to_string(seed);
+    const std::string probe_dir = out + "/run1-probe-s" + s, lpft_dir = out + "/run2-lp-ft-s" + s;
+    CHECK(tsv.find("finetune\t" + s + "\tfinetune\t") != std::string::npos);
+    CHECK(tsv.find("\t" + probe_dir + "\t-\n") != std::string::npos);
+    CHECK(tsv.find("lp-ft\t" + s + "\tfinetune\t") != std::string::npos);
+    CHECK(tsv.find("\t" + lpft_dir + "\t" + probe_dir + "\n") != std::string::npos);
+    const json::Value metrics = json::parse(read_file(lpft_dir + "/metrics.json"));
+    CHECK(metrics.at("method").as_string() == "finetune");
+    CHECK(metrics.at("steps").as_int() == 3);
+    CHECK(metrics.at("init_head").at("dir").as_string() == probe_dir);
+  }
+  // The table: finetune, probe, lp-ft in that order, cells mean ± sd over the 2 seeds.
+  const std::string summary = read_file(out + "/summary.md");
+  const size_t finetune_row = summary.find("\n| finetune |"), probe_row = summary.find("\n| probe |"),
+               lpft_row = summary.find("\n| lp-ft |");
+  REQUIRE(lpft_row != std::string::npos);
+  CHECK(finetune_row < probe_row);
+  CHECK(probe_row < lpft_row);
+  CHECK(summary.substr(lpft_row, summary.find('\n', lpft_row + 1) - lpft_row).find("±") != std::string::npos);
+  CHECK(summary.find("lp-ft = LP-FT") != std::string::npos);
+
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {
+    MESSAGE("plots skipped: no gnuplot");
+    return;
+  }
+  CHECK(std::system(("tools/plots.sh " + f.scratch.file("compare") + " keyword >/dev/null 2>&1").c_str()) == 0);
+  for (const char* png : {"accuracy_vs_trainable.png", "id_vs_ood.png", "loss_curves.png"}) {
+    CAPTURE(png);
+    CHECK(file_exists(out + "/" + png));
   }
 }

@@ -5,7 +5,16 @@
 // memory (from wait4's rusage) and adapter file are its own. The table's
 // first row is the bag-of-words logistic-regression baseline (data/bow.h), so
 // a reader sees what pretraining buys. With --seeds N every run repeats with N
-// seeds and cells show mean ± sd. Ablations run on demand:
+// seeds and cells show mean ± sd.
+//
+// Besides the methods, the `lp-ft` row (Kumar et al. 2022): LP-FT, the probe
+// row's run followed by full fine-tuning that starts from the probe's head
+// (`adapt --method finetune --init-head PROBE_DIR`, seed for seed), with the
+// finetune row's steps and learning rate. It sits beside finetune and probe:
+// the paper's claim is that it keeps finetune's ID accuracy and beats it OOD.
+// Its train time includes the probe's, its peak memory is the larger of the two.
+//
+// Ablations run on demand:
 //   prompt-init      prompt tuning with vocab / label / random init (Lester et al.)
 //   prompt-length    prompt tuning with 1, 5, 20, 50 virtual tokens
 //   lora-rank        LoRA rank 1, 4, 16
@@ -38,19 +47,26 @@ namespace {
 
 struct Run {
   std::string label;                  // table row: "lora r=4"
-  std::string method;
+  std::string method;                 // `tinyadapt adapt --method`
   std::vector<std::string> options;   // extra `tinyadapt adapt` options
   std::string model_dir;              // the base this run adapts
+  int head_from = -1;                 // LP-FT: the earlier run whose adapter (same seed) gives the head; -1: none
 };
 
+// One run with one seed, as `tinyadapt adapt` left it.
 struct Outcome {
-  json::Value metrics;
+  int seed = 0;
+  std::string dir;         // its --out
+  std::string init_head;   // its --init-head ("" = a fresh head)
+  json::Value metrics;     // its metrics.json
+  double train_seconds = 0;
   double peak_rss_mb = 0;
 };
 
 const std::vector<std::string> kAllMethods = {"probe", "probe-mlp", "finetune", "bitfit",
                                               "prompt", "prefix", "adapter", "lora"};
 const std::vector<std::string> kLightweight = {"bitfit", "prompt", "prefix", "adapter", "lora"};
+const char* kDefaultRows = "probe,probe-mlp,finetune,lp-ft,bitfit,prompt,prefix,adapter,lora";
 
 std::vector<std::string> split_commas(const std::string& s) {
   std::vector<std::string> out;
@@ -93,24 +109,77 @@ double run_child(const std::vector<std::string>& argv, const std::string& what, 
   return static_cast<double>(usage.ru_maxrss) / 1024.0;
 }
 
+// Where run i with `seed` writes: OUT/run<i>-<method>-s<seed> ("lp-ft" in place of its method, finetune).
+std::string run_dir(const std::string& out, size_t i, const Run& run, int seed) {
+  const std::string name = run.head_from >= 0 ? "lp-ft" : run.method;
+  return out + "/run" + std::to_string(i) + "-" + name + "-s" + std::to_string(seed);
+}
+
+// `init_head`: the adapter directory the head starts from ("" = a fresh head).
 Outcome run_one(const Run& run, const std::string& task, const std::string& out_dir, int seed, long long steps,
-                const std::string& self) {
+                const std::string& init_head, const std::string& self) {
   std::vector<std::string> argv = {self, "adapt", "--model", run.model_dir, "--task", task, "--method", run.method,
                                    "--seed", std::to_string(seed), "--out", out_dir};
   if (steps > 0) argv.insert(argv.end(), {"--steps", std::to_string(steps)});
+  if (!init_head.empty()) argv.insert(argv.end(), {"--init-head", init_head});
   argv.insert(argv.end(), run.options.begin(), run.options.end());
   make_dirs(out_dir);
   Outcome o;
+  o.seed = seed;
+  o.dir = out_dir;
+  o.init_head = init_head;
   o.peak_rss_mb = run_child(argv, run.label, out_dir + "/output.txt");
   o.metrics = json::parse_file(out_dir + "/metrics.json");
+  o.train_seconds = o.metrics.at("train_seconds").as_number();
   return o;
 }
 
-// The runs asked for: the methods, then each ablation's variants.
+// Every run with every seed, in plan order: outcomes[run][seed - first_seed]. An
+// LP-FT run starts from the adapter its probe run wrote with the same seed,
+// and is charged that run's train time and peak memory too: LP-FT costs both stages.
+std::vector<std::vector<Outcome>> run_all(const std::vector<Run>& runs, const std::string& task, const std::string& out,
+                                          int first_seed, int seeds, long long steps) {
+  const std::string self = self_path();
+  std::vector<std::vector<Outcome>> outcomes(runs.size());
+  for (size_t i = 0; i < runs.size(); i++) {
+    const int from = runs[i].head_from;
+    for (int s = 0; s < seeds; s++) {
+      const int seed = first_seed + s;
+      std::fprintf(stderr, "compare %s: [%zu/%zu] %s seed %d ...\n", task.c_str(), i + 1, runs.size(), runs[i].label.c_str(), seed);
+      const std::string init_head = from >= 0 ? outcomes[from][s].dir : "";
+      Outcome o = run_one(runs[i], task, run_dir(out, i, runs[i], seed), seed, steps, init_head, self);
+      if (from >= 0) {
+        o.train_seconds += outcomes[from][s].train_seconds;
+        o.peak_rss_mb = std::max(o.peak_rss_mb, outcomes[from][s].peak_rss_mb);
+      }
+      outcomes[i].push_back(std::move(o));
+    }
+  }
+  return outcomes;
+}
+
+// The index of the run labelled `label`, or -1.
+int find_run(const std::vector<Run>& runs, const std::string& label) {
+  for (size_t i = 0; i < runs.size(); i++)
+    if (runs[i].label == label) return static_cast<int>(i);
+  return -1;
+}
+
+// The runs asked for: the methods (and lp-ft) in the order given, then each
+// ablation's variants. lp-ft needs the probe row's adapters, so the probe row
+// is planned before it (added if --methods left it out); a row asked for twice runs once.
 std::vector<Run> plan_runs(const std::vector<std::string>& methods, const std::vector<std::string>& ablations,
                            const std::string& model, const std::string& untrained) {
   std::vector<Run> runs;
-  for (auto& m : methods) runs.push_back({m, m, {}, model});
+  for (auto& m : methods) {
+    if (find_run(runs, m) >= 0) continue;
+    if (m == "lp-ft") {
+      if (find_run(runs, "probe") < 0) runs.push_back({"probe", "probe", {}, model});
+      runs.push_back({"lp-ft", "finetune", {}, model, find_run(runs, "probe")});
+    } else {
+      runs.push_back({m, m, {}, model});
+    }
+  }
   for (auto& a : ablations) {
     if (a == "prompt-init")
       for (const char* init : {"vocab", "label", "random"}) runs.push_back({std::string("prompt init=") + init, "prompt", {"--prompt-init", init}, model});
@@ -172,6 +241,42 @@ struct Row {
   long long adapter_bytes = 0;
 };
 
+// A table row: the run's cells over its seeds.
+Row table_row(const Run& run, const std::vector<Outcome>& seeds) {
+  Row row;
+  row.label = run.label;
+  for (const Outcome& o : seeds) {
+    row.trainable = o.metrics.at("trainable_params").as_int();
+    row.percent = o.metrics.at("trainable_percent").as_number();
+    row.adapter_bytes = o.metrics.at("adapter_bytes").as_int();
+    row.id.add(split_accuracy(o.metrics, "test"));
+    row.ood.add(split_accuracy(o.metrics, "ood"));
+    row.seconds.add(o.train_seconds);
+    row.rss_mb.add(o.peak_rss_mb);
+  }
+  return row;
+}
+
+// runs.tsv (tools/plots.sh reads it): one line per run and seed. `run` is the
+// table's row label, `method` the adapt method (lp-ft's is finetune), and
+// init_head the adapter directory its head started from ("-": a fresh head).
+// lp-ft's train_seconds and peak_rss_mb include its probe stage, as the table's.
+std::string runs_tsv(const std::vector<Run>& runs, const std::vector<std::vector<Outcome>>& outcomes) {
+  std::string tsv = "run\tseed\tmethod\ttrainable_params\ttrainable_percent\tid_accuracy\tood_accuracy\ttrain_seconds\t"
+                    "peak_rss_mb\tadapter_bytes\tdir\tinit_head\n";
+  for (size_t i = 0; i < runs.size(); i++)
+    for (const Outcome& o : outcomes[i]) {
+      const json::Value& m = o.metrics;
+      char line[2048];
+      std::snprintf(line, sizeof line, "%s\t%d\t%s\t%lld\t%.6f\t%.4f\t%.4f\t%.2f\t%.1f\t%lld\t%s\t%s\n", runs[i].label.c_str(),
+                    o.seed, runs[i].method.c_str(), m.at("trainable_params").as_int(), m.at("trainable_percent").as_number(),
+                    split_accuracy(m, "test"), split_accuracy(m, "ood"), o.train_seconds, o.peak_rss_mb,
+                    m.at("adapter_bytes").as_int(), o.dir.c_str(), o.init_head.empty() ? "-" : o.init_head.c_str());
+      tsv += line;
+    }
+  return tsv;
+}
+
 std::string table_markdown(const std::string& task, const std::vector<Row>& rows, double bow_id, double bow_ood) {
   std::string md = "| method | trainable params | trainable% | ID accuracy | OOD accuracy | train time (s) | peak memory (MiB) | adapter file (bytes) |\n";
   md += "|---|---:|---:|---:|---:|---:|---:|---:|\n";
@@ -189,7 +294,7 @@ std::string table_markdown(const std::string& task, const std::vector<Row>& rows
 
 int run_compare(Args& args) {
   const std::string model = args.required("model"), task = args.required("task"), out = args.required("out");
-  const std::vector<std::string> methods = split_commas(args.str("methods", "probe,probe-mlp,finetune,bitfit,prompt,prefix,adapter,lora"));
+  const std::vector<std::string> methods = split_commas(args.str("methods", kDefaultRows));
   const std::vector<std::string> ablations = split_commas(args.str("ablation", ""));
   const long long steps = args.integer("steps", 0);
   const int seeds = static_cast<int>(args.integer("seeds", 1));
@@ -197,8 +302,8 @@ int run_compare(Args& args) {
   args.finish();
   if (seeds < 1) throw InputError("--seeds must be at least 1");
   for (auto& m : methods)
-    if (std::find(kAllMethods.begin(), kAllMethods.end(), m) == kAllMethods.end())
-      throw InputError("compare: unknown method '" + m + "'");
+    if (m != "lp-ft" && std::find(kAllMethods.begin(), kAllMethods.end(), m) == kAllMethods.end())
+      throw InputError("compare: unknown method '" + m + "' (" + kDefaultRows + ")");
 
   const data::Task t = data::load_task(task, 1337);
   data::BowClassifier bow(t);
@@ -207,36 +312,17 @@ int run_compare(Args& args) {
   const bool needs_untrained = std::find(ablations.begin(), ablations.end(), "untrained-base") != ablations.end();
   const std::string untrained = needs_untrained ? make_untrained_base(model, out) : "";
   const std::vector<Run> runs = plan_runs(methods, ablations, model, untrained);
-  const std::string self = self_path();
+  const std::vector<std::vector<Outcome>> outcomes = run_all(runs, task, out, first_seed, seeds, steps);
 
   std::vector<Row> rows;
-  std::string tsv = "run\tseed\tmethod\ttrainable_params\ttrainable_percent\tid_accuracy\tood_accuracy\ttrain_seconds\tpeak_rss_mb\tadapter_bytes\tdir\n";
-  for (size_t i = 0; i < runs.size(); i++) {
-    Row row;
-    row.label = runs[i].label;
-    for (int s = 0; s < seeds; s++) {
-      std::string dir = out + "/run" + std::to_string(i) + "-" + runs[i].method + "-s" + std::to_string(first_seed + s);
-      std::fprintf(stderr, "compare %s: [%zu/%zu] %s seed %d ...\n", task.c_str(), i + 1, runs.size(), runs[i].label.c_str(),
-                   first_seed + s);
-      Outcome o = run_one(runs[i], task, dir, first_seed + s, steps, self);
-      row.trainable = o.metrics.at("trainable_params").as_int();
-      row.percent = o.metrics.at("trainable_percent").as_number();
-      row.adapter_bytes = o.metrics.at("adapter_bytes").as_int();
-      row.id.add(split_accuracy(o.metrics, "test"));
-      row.ood.add(split_accuracy(o.metrics, "ood"));
-      row.seconds.add(o.metrics.at("train_seconds").as_number());
-      row.rss_mb.add(o.peak_rss_mb);
-      char line[512];
-      std::snprintf(line, sizeof line, "%s\t%d\t%s\t%lld\t%.6f\t%.4f\t%.4f\t%.2f\t%.1f\t%lld\t%s\n", runs[i].label.c_str(),
-                    first_seed + s, runs[i].method.c_str(), row.trainable, row.percent, row.id.values.back(),
-                    row.ood.values.back(), row.seconds.values.back(), o.peak_rss_mb, row.adapter_bytes, dir.c_str());
-      tsv += line;
-    }
-    rows.push_back(row);
-  }
+  for (size_t i = 0; i < runs.size(); i++) rows.push_back(table_row(runs[i], outcomes[i]));
   const std::string md = table_markdown(task, rows, bow_id, bow_ood);
-  write_file_atomic(out + "/runs.tsv", tsv);
-  write_file_atomic(out + "/summary.md", md + "\nID = the test split, OOD = the ood split. Base model: " + model + "\n");
+  write_file_atomic(out + "/runs.tsv", runs_tsv(runs, outcomes));
+  std::string notes = "\nID = the test split, OOD = the ood split. Base model: " + model + "\n";
+  if (find_run(runs, "lp-ft") >= 0)
+    notes += "lp-ft = LP-FT (Kumar et al. 2022): the probe row's run, then finetune starting from the probe's head, with "
+             "finetune's steps and learning rate; its train time includes the probe's.\n";
+  write_file_atomic(out + "/summary.md", md + notes);
   std::printf("%s\n", md.c_str());
   return 0;
 }
@@ -246,7 +332,8 @@ int run_compare(Args& args) {
 static Command compare_cmd{
     "compare", "adapt one base with every method on a task; one table (and ablations)",
     "usage: tinyadapt compare --model DIR --task T --out DIR [options]\n"
-    "  --methods a,b,...   [probe,probe-mlp,finetune,bitfit,prompt,prefix,adapter,lora]\n"
+    "  --methods a,b,...   rows in this order [probe,probe-mlp,finetune,lp-ft,bitfit,prompt,prefix,adapter,lora];\n"
+    "                      lp-ft = probe, then finetune from the probe's head (--init-head), finetune's steps and lr\n"
     "  --ablation a,b,...  prompt-init, prompt-length, lora-rank, adapter-size, untrained-base\n"
     "  --steps N           training steps of every run [each method's default]\n"
     "  --seeds N --seed S  repeat every run with seeds S..S+N-1; cells show mean ± sd [1, 1337]\n"
