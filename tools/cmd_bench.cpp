@@ -5,6 +5,12 @@
 // `--lora R` freezes the base and trains rank-R LoRA (adapt/lora.cpp, alpha 16)
 // as the peer does on q and v — here on c_attn, whose q,k,v share one Linear,
 // so the k third of the delta is trained too: slightly more work than the peer's.
+// `--method M` does the same for any registered method with its defaults
+// (prefix, prompt: k = 20 virtual tokens, and the text shortened by k so
+// that every step runs the same ctx positions; adapter; bitfit; lora r8).
+// `--probe` compares one epoch of probing on cached features with one epoch
+// of full fine-tuning (both with a linear head on the pooled last layer, over
+// 8 batches of random sequences), and reports the one-off feature caching.
 // `--sgemm N` instead measures OpenBLAS sgemm GFLOP/s on N×N×N.
 // `--serve` instead measures personalised serving (adapt/serving.h): 16 users
 // (8 LoRA r8 on c_attn, 8 prefix tuning k16, random values, linear heads) ×
@@ -154,6 +160,75 @@ int run_serve_bench(const ModelConfig& c, int min_tokens, int max_tokens, int re
   return 0;
 }
 
+// One epoch of full fine-tuning against one epoch of probing on cached
+// features, both classifying `batches` batches of random sequences (2 labels)
+// with a linear head on the last layer's last-token features.
+int run_probe_bench(const ModelConfig& c, int batch, int batches, bool as_json) {
+  GPT model(c, 1337);
+  Rng rng(1337);
+  const int T = c.n_positions, n = batches * batch;
+  std::vector<int> ids(static_cast<size_t>(n) * T), labels(static_cast<size_t>(n));
+  for (int& t : ids) t = rng.below(c.vocab_size);
+  for (int& y : labels) y = rng.below(2);
+  auto batch_of = [&](const std::vector<int>& v, int i, int width) {
+    return std::vector<int>(v.begin() + static_cast<int64_t>(i) * batch * width, v.begin() + static_cast<int64_t>(i + 1) * batch * width);
+  };
+  auto make_head = [&] {
+    Tensor w = Tensor::empty({c.n_embd, 2}), b = Tensor::zeros({2});
+    fill_normal(w, rng, 0.0f, 0.02f);
+    w.set_requires_grad(true);
+    b.set_requires_grad(true);
+    return std::vector<OptimParam>{{"head.weight", w, true}, {"head.bias", b, false}};
+  };
+  auto classify = [&](const Tensor& features, const std::vector<OptimParam>& head, const std::vector<int>& y) {
+    return cross_entropy(linear(features, head[0].tensor, head[1].tensor), y);
+  };
+  // Full fine-tuning: every parameter and the head, one optimiser step per batch.
+  std::vector<OptimParam> all = make_head();
+  for (auto& [name, t] : model.named_parameters()) all.push_back({name, t, default_weight_decay(name, t)});
+  AdamW full_opt(all, {0.9f, 0.999f, 1e-8f, 0.01f});
+  double t0 = now_ms();
+  for (int i = 0; i < batches; i++) {
+    full_opt.zero_grad();
+    Tensor hidden = model.forward(batch_of(ids, i, T), batch, T);
+    backward(classify(model.pool(hidden, batch, T, model.default_pooling()), all, batch_of(labels, i, 1)));
+    full_opt.step(1e-4f);
+  }
+  const double full_epoch_ms = now_ms() - t0;
+  // Probing: the frozen base runs once (no tape), then the head trains on the cache.
+  model.freeze_all();
+  t0 = now_ms();
+  std::vector<Tensor> cache;
+  {
+    NoGradGuard no_grad;
+    for (int i = 0; i < batches; i++)
+      cache.push_back(model.pool(model.forward(batch_of(ids, i, T), batch, T), batch, T, model.default_pooling()));
+  }
+  const double caching_ms = now_ms() - t0;
+  std::vector<OptimParam> head = make_head();
+  AdamW probe_opt(head, {0.9f, 0.999f, 1e-8f, 0.01f});
+  t0 = now_ms();
+  const int probe_epochs = 20;  // timed together: one epoch takes well under a millisecond
+  for (int e = 0; e < probe_epochs; e++)
+    for (int i = 0; i < batches; i++) {
+      probe_opt.zero_grad();
+      backward(classify(cache[static_cast<size_t>(i)], head, batch_of(labels, i, 1)));
+      probe_opt.step(1e-3f);
+    }
+  const double probe_epoch_ms = (now_ms() - t0) / probe_epochs;
+  std::printf("one epoch of %d sequences x %d tokens: full fine-tuning %.1f ms | probing on cached features %.3f ms "
+              "(%.0fx faster; target >= 20) | caching the features once %.1f ms\n",
+              n, T, full_epoch_ms, probe_epoch_ms, full_epoch_ms / probe_epoch_ms, caching_ms);
+  if (as_json) {
+    json::Value out = json::Value::object();
+    out.set("full_epoch_ms", full_epoch_ms);
+    out.set("probe_epoch_ms", probe_epoch_ms);
+    out.set("caching_ms", caching_ms);
+    std::printf("JSON %s\n", out.dump().c_str());
+  }
+  return 0;
+}
+
 int run_bench(Args& args) {
   const int threads = static_cast<int>(args.integer("threads", 2));
   omp_set_num_threads(threads);
@@ -173,6 +248,8 @@ int run_bench(Args& args) {
   const int batch = static_cast<int>(args.integer("batch", 16));
   const int steps = static_cast<int>(args.integer("steps", 20)), warmup = static_cast<int>(args.integer("warmup", 3));
   const int lora_rank = static_cast<int>(args.integer("lora", 0));
+  std::string method_name = args.str("method", "");
+  const bool probe = args.flag("probe");
   const bool as_json = args.flag("json");
   const bool serve = args.flag("serve");
   const int repeats = static_cast<int>(args.integer("repeats", 3));
@@ -186,18 +263,28 @@ int run_bench(Args& args) {
     return run_serve_bench(c, min_tokens, max_tokens, std::max(1, repeats), as_json);
   }
 
+  if (probe) return run_probe_bench(c, batch, steps, as_json);
+
   GPT model(c, 1337);
   std::vector<OptimParam> params;
-  std::unique_ptr<adapt::Method> lora;  // the project's own LoRA (adapt/lora.cpp), alpha 16 as the peer
-  if (lora_rank > 0) {
-    adapt::MethodConfig lora_config;
-    lora_config.method = "lora";
-    lora_config.lora_rank = lora_rank;
-    lora_config.lora_alpha = 16.0f;
-    lora = adapt::make_method(lora_config);
+  std::unique_ptr<adapt::Method> method;  // the project's own (adapt/*.cpp); LoRA at alpha 16 as the peer
+  ForwardOptions options;
+  int T = c.n_positions;
+  if (lora_rank > 0 && method_name.empty()) method_name = "lora";
+  if (!method_name.empty()) {
+    adapt::MethodConfig config;
+    config.method = method_name;
+    config.lora_rank = lora_rank > 0 ? lora_rank : 8;
+    config.lora_alpha = 16.0f;
+    method = adapt::make_method(config);
+    adapt::AttachContext context;
+    context.vocab_size = c.vocab_size;
     Rng rng(7);
-    lora->attach(model, {}, rng);
-    params = lora->trainable_parameters();
+    method->attach(model, context, rng);
+    method->set_training(true);
+    params = method->trainable_parameters();
+    if (method_name == "prefix" || method_name == "prompt") T -= config.num_virtual_tokens;  // same positions per step
+    if (params.empty()) throw InputError("bench: method " + method_name + " trains nothing below a head");
   } else {
     for (auto& [name, t] : model.named_parameters()) params.push_back({name, t, default_weight_decay(name, t)});
   }
@@ -210,10 +297,14 @@ int run_bench(Args& args) {
   float first_loss = 0, last_loss = 0;
   for (int step = 0; step < warmup + steps; step++) {
     Rng rng = step_rng(1337, step % 8);
-    TokenBatch b = sample_windows(tokens, batch, c.n_positions, rng);
+    TokenBatch b = sample_windows(tokens, batch, T, rng);
     double t0 = now_ms();
     opt.zero_grad();
-    Tensor loss = model.loss(b.inputs, b.targets, batch, c.n_positions);
+    if (method) {  // the method's per-call parts (prefixes), recorded on the tape like the rest
+      options = ForwardOptions();
+      method->prepare(options, batch);
+    }
+    Tensor loss = model.loss(b.inputs, b.targets, batch, T, options);
     backward(loss);
     opt.step(3e-4f);
     double dt = now_ms() - t0;
@@ -223,10 +314,10 @@ int run_bench(Args& args) {
   }
   std::sort(times.begin(), times.end());
   const double median = times[times.size() / 2], best = times.front();
-  const double tokens_per_step = static_cast<double>(batch) * c.n_positions;
+  const double tokens_per_step = static_cast<double>(batch) * T;
   const double rss = peak_rss_mb();
-  std::printf("params total=%lld trainable=%lld threads=%d lora=%d\n", static_cast<long long>(model.count_parameters()),
-              static_cast<long long>(opt.state_floats() / 2), threads, lora_rank);
+  std::printf("params total=%lld trainable=%lld threads=%d method=%s\n", static_cast<long long>(model.count_parameters()),
+              static_cast<long long>(opt.state_floats() / 2), threads, method ? method_name.c_str() : "full");
   std::printf("ms/step min %.1f median %.1f over %d steps | tokens/s (median) %.0f | peak RSS %.0f MiB | loss %.3f -> %.3f\n",
               best, median, steps, tokens_per_step / median * 1000.0, rss, first_loss, last_loss);
   if (as_json) {
@@ -236,7 +327,8 @@ int run_bench(Args& args) {
     out.set("tok_s_median", tokens_per_step / median * 1000.0);
     out.set("peak_rss_mb", rss);
     out.set("threads", threads);
-    out.set("lora", lora_rank);
+    out.set("method", method ? method_name : std::string("full"));
+    out.set("trainable", static_cast<double>(opt.state_floats() / 2));
     out.set("loss_first", first_loss);
     out.set("loss_last", last_loss);
     std::printf("JSON %s\n", out.dump().c_str());
@@ -249,7 +341,7 @@ int run_bench(Args& args) {
 static Command bench_cmd{
     "bench", "training-step benchmark (the same measurement as the PyTorch peer), or sgemm GFLOP/s",
     "usage: tinyadapt bench [--vocab V --ctx T --d C --layers L --heads H --batch B] [--steps N --warmup N]\n"
-    "                       [--threads N] [--lora R] [--json]\n"
+    "                       [--threads N] [--lora R | --method M | --probe] [--json]\n"
     "       tinyadapt bench --sgemm N [--repeats K]\n"
     "       tinyadapt bench --serve [--vocab V --ctx T --d C --layers L --heads H] [--min-tokens N --max-tokens M]\n"
     "                       [--repeats K] [--threads N] [--json]\n"
