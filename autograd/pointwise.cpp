@@ -21,6 +21,7 @@ struct Broadcast {
   Shape out;
   int dims[4];                 // padded output dims
   int64_t a_stride[4], b_stride[4];
+  bool same_shape = false;     // no broadcasting: one flat loop (the residual add)
 };
 
 void padded_strides(const Shape& s, const int dims[4], int64_t stride[4], const Shape& a, const Shape& b) {
@@ -46,12 +47,18 @@ Broadcast broadcast(const Shape& a, const Shape& b) {
   for (int i = 0; i < bc.out.rank; i++) bc.out.dims[i] = bc.dims[4 - bc.out.rank + i];
   padded_strides(a, bc.dims, bc.a_stride, a, b);
   padded_strides(b, bc.dims, bc.b_stride, a, b);
+  bc.same_shape = a == b;
   return bc;
 }
 
 // Calls f(out_index, a_index, b_index) for every output element, in order.
 template <class F>
 void walk(const Broadcast& bc, F f) {
+  if (bc.same_shape) {  // the common case, as a flat loop the compiler vectorises
+    const int64_t n = bc.out.numel();
+    for (int64_t i = 0; i < n; i++) f(i, i, i);
+    return;
+  }
   int64_t o = 0;
   for (int i0 = 0; i0 < bc.dims[0]; i0++)
     for (int i1 = 0; i1 < bc.dims[1]; i1++)
@@ -114,7 +121,8 @@ Tensor add_scalar(const Tensor& a, float s) {
   if (!needs_grad({&a})) return out;
   record(out, "add_scalar", [A = GradRef(a)](Node& o) {
     float* da = A.grad_or_zeros();
-    for (int64_t i = 0; i < A.numel(); i++) da[i] += o.grad.data()[i];
+    const float* dy = o.grad.data();
+    for (int64_t i = 0; i < A.numel(); i++) da[i] += dy[i];
   });
   return out;
 }
@@ -127,7 +135,8 @@ Tensor mul_scalar(const Tensor& a, float s) {
   if (!needs_grad({&a})) return out;
   record(out, "mul_scalar", [A = GradRef(a), s](Node& o) {
     float* da = A.grad_or_zeros();
-    for (int64_t i = 0; i < A.numel(); i++) da[i] += s * o.grad.data()[i];
+    const float* dy = o.grad.data();
+    for (int64_t i = 0; i < A.numel(); i++) da[i] += s * dy[i];
   });
   return out;
 }
@@ -177,8 +186,8 @@ Tensor tanh(const Tensor& x) {
   out.node()->keeps_value = true;  // backward reads y
   record(out, "tanh", [X = GradRef(x)](Node& o) {
     float* dx = X.grad_or_zeros();
-    const float* y = o.data.data();
-    for (int64_t i = 0; i < X.numel(); i++) dx[i] += o.grad.data()[i] * (1.0f - y[i] * y[i]);
+    const float *y = o.data.data(), *dy = o.grad.data();
+    for (int64_t i = 0; i < X.numel(); i++) dx[i] += dy[i] * (1.0f - y[i] * y[i]);
   });
   return out;
 }
@@ -189,8 +198,9 @@ Tensor relu(const Tensor& x) {
   if (!needs_grad({&x})) return out;
   record(out, "relu", [x](Node& o) {
     float* dx = x.node()->grad_or_zeros();
+    const float *in = x.data(), *dy = o.grad.data();
     for (int64_t i = 0; i < x.numel(); i++)
-      if (x.data()[i] > 0.0f) dx[i] += o.grad.data()[i];
+      if (in[i] > 0.0f) dx[i] += dy[i];
   });
   return out;
 }
@@ -210,7 +220,8 @@ Tensor dropout(const Tensor& x, float p, Rng& rng) {
   if (!needs_grad({&x})) return out;
   record(out, "dropout", [X = GradRef(x), scale](Node& o) {
     float* dx = X.grad_or_zeros();
-    for (int64_t i = 0; i < X.numel(); i++) dx[i] += o.grad.data()[i] * scale.data()[i];
+    const float *dy = o.grad.data(), *keep = scale.data();
+    for (int64_t i = 0; i < X.numel(); i++) dx[i] += dy[i] * keep[i];
   });
   return out;
 }

@@ -11,7 +11,10 @@ namespace ta {
 
 static Tensor total(const Tensor& x, float scale, const char* name) {
   double acc = 0;
-  for (int64_t i = 0; i < x.numel(); i++) acc += x.data()[i];
+  const float* in = x.data();
+  const int64_t n = x.numel();
+#pragma omp simd reduction(+ : acc)
+  for (int64_t i = 0; i < n; i++) acc += in[i];
   Tensor out = Tensor::scalar(static_cast<float>(acc * scale));
   if (!needs_grad({&x})) return out;
   record(out, name, [X = GradRef(x), scale](Node& o) {
@@ -76,7 +79,8 @@ Tensor reshape(const Tensor& x, Shape shape) {
   if (!needs_grad({&x})) return out;
   record(out, "reshape", [X = GradRef(x)](Node& o) {
     float* dx = X.grad_or_zeros();
-    for (int64_t i = 0; i < X.numel(); i++) dx[i] += o.grad.data()[i];
+    const float* dy = o.grad.data();
+    for (int64_t i = 0; i < X.numel(); i++) dx[i] += dy[i];
   });
   return out;
 }
@@ -153,8 +157,9 @@ Tensor slice(const Tensor& x, int axis, int start, int end) {
   if (!needs_grad({&x})) return out;
   record(out, "slice", [X = GradRef(x), n_out, n_in, offset, outer = s.outer](Node& n) {
     float* dx = X.grad_or_zeros();
+    const float* dy = n.grad.data();
     for (int64_t o = 0; o < outer; o++)
-      for (int64_t i = 0; i < n_out; i++) dx[o * n_in + offset + i] += n.grad.data()[o * n_out + i];
+      for (int64_t i = 0; i < n_out; i++) dx[o * n_in + offset + i] += dy[o * n_out + i];
   });
   return out;
 }
