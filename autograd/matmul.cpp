@@ -183,7 +183,7 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
 // ---------------------------------------------------------------------------
 // linear: y = x @ W + b, the whole of a GPT-2 Conv1D layer in one op.
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& addend) {
   const Shape& xs = x.shape();
   if (xs.rank < 1 || weight.rank() != 2 || xs[-1] != weight.size(0))
     shape_error("linear", "x " + xs.str() + " does not fit weight " + weight.shape().str() + " [in,out]");
@@ -193,18 +193,26 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   const int rows = static_cast<int>(xs.rows());
   Shape ys = xs;
   ys.dims[xs.rank - 1] = outf;
+  if (addend.defined() && addend.shape() != ys)
+    shape_error("linear", "addend " + addend.shape().str() + " does not match the output " + ys.str());
   Tensor y = Tensor::empty(ys);  // (rows, out)
   float* yp = y.data();
-  if (bias.defined()) {  // start from the bias, then accumulate x @ W into it
-    for (int r = 0; r < rows; r++) std::memcpy(yp + static_cast<int64_t>(r) * outf, bias.data(), outf * sizeof(float));
+  // Start from the bias and the addend, then accumulate x @ W into them.
+  for (int r = 0; r < rows && (bias.defined() || addend.defined()); r++) {
+    float* row = yp + static_cast<int64_t>(r) * outf;
+    const float* b = bias.defined() ? bias.data() : nullptr;
+    const float* a = addend.defined() ? addend.data() + static_cast<int64_t>(r) * outf : nullptr;
+    for (int j = 0; j < outf; j++) row[j] = (b ? b[j] : 0.0f) + (a ? a[j] : 0.0f);
   }
-  sgemm(false, false, rows, outf, in, 1.0f, x.data(), in, weight.data(), outf, bias.defined() ? 1.0f : 0.0f, yp, outf);
-  if (!needs_grad({&x, &weight, &bias})) return y;
+  const bool accumulate = bias.defined() || addend.defined();
+  sgemm(false, false, rows, outf, in, 1.0f, x.data(), in, weight.data(), outf, accumulate ? 1.0f : 0.0f, yp, outf);
+  if (!needs_grad({&x, &weight, &bias, &addend})) return y;
   // dX reads W and dW reads X: a frozen weight's layer keeps no copy of its input.
   Tensor x_value = weight.requires_grad() ? x : Tensor(), w_value = x.requires_grad() ? weight : Tensor();
-  record(y, "linear", [X = GradRef(x), W = GradRef(weight), b = GradRef(bias), x_value, w_value, rows, in,
-                       outf](Node& o) {
+  record(y, "linear", [X = GradRef(x), W = GradRef(weight), b = GradRef(bias), A = GradRef(addend), x_value,
+                       w_value, rows, in, outf](Node& o) {
     const float* dY = o.grad.data();  // (rows, out)
+    if (A.requires_grad()) A.accumulate_grad(dY);  // d(addend) = dY
     if (X.requires_grad())  // dX (rows,in) += dY @ W^T
       sgemm(false, true, rows, in, outf, 1.0f, dY, outf, w_value.data(), outf, 1.0f, X.grad_or_zeros(), in);
     if (W.requires_grad())  // dW (in,out) += X^T @ dY

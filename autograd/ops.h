@@ -34,9 +34,12 @@ Tensor dropout(const Tensor& x, float p, Rng& rng);
 // every batch entry (a weight); otherwise the batch axes must be equal.
 // dA is computed only when a needs a gradient, dB only when b does.
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false);
-// The Linear layer in one op: x (..., in) @ weight (in, out) + bias (out).
-// The weight is stored [in, out] as Hugging Face GPT-2's Conv1D. bias may be undefined.
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
+// The Linear layer in one op: x (..., in) @ weight (in, out) + bias (out)
+// [+ addend (..., out)]. The weight is stored [in, out] as Hugging Face
+// GPT-2's Conv1D. bias and addend may be undefined. The addend (a LoRA delta)
+// is summed into the product's own buffer: the same as add(linear(x, W, b),
+// addend), without the intermediate product and its gradient.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& addend = Tensor());
 
 // --- shape.cpp --------------------------------------------------------------
 Tensor sum(const Tensor& x);   // every element -> scalar

@@ -88,13 +88,17 @@ Tensor arith(const Tensor& a, const Tensor& b, Arith kind, const char* name) {
   Tensor a_value = is_mul && b.requires_grad() ? a : Tensor(), b_value = is_mul && a.requires_grad() ? b : Tensor();
   record(out, name, [A = GradRef(a), B = GradRef(b), a_value, b_value, bc, kind](Node& o) {
     const float* dy = o.grad.data();
-    if (A.requires_grad()) {
+    if (A.requires_grad() && bc.same_shape && kind != Arith::Mul) {
+      A.accumulate_grad(dy);  // da += dy, a copy when it is the first
+    } else if (A.requires_grad()) {
       float* da = A.grad_or_zeros();
       const float* x2 = b_value.defined() ? b_value.data() : nullptr;
       if (kind == Arith::Mul) walk(bc, [&](int64_t k, int64_t i, int64_t j) { da[i] += dy[k] * x2[j]; });
       else                    walk(bc, [&](int64_t k, int64_t i, int64_t) { da[i] += dy[k]; });
     }
-    if (B.requires_grad()) {
+    if (B.requires_grad() && bc.same_shape && kind == Arith::Add) {
+      B.accumulate_grad(dy);
+    } else if (B.requires_grad()) {
       float* db = B.grad_or_zeros();
       const float* x1 = a_value.defined() ? a_value.data() : nullptr;
       float sign = kind == Arith::Sub ? -1.0f : 1.0f;

@@ -180,6 +180,17 @@ void Tensor::release() {
   node_.reset();
 }
 
+void Node::accumulate_grad(const float* g) {
+  const int64_t n = shape.numel();
+  if (grad.empty()) {  // a copy instead of zeros then +=: one pass fewer
+    grad = Buffer(static_cast<size_t>(n));
+    std::memcpy(grad.data(), g, static_cast<size_t>(n) * sizeof(float));
+    return;
+  }
+  float* d = grad.data();
+  for (int64_t i = 0; i < n; i++) d[i] += g[i];
+}
+
 Tensor Tensor::empty(Shape shape) {
   Tensor t;
   t.node_ = std::make_shared<Node>();

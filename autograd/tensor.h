@@ -102,6 +102,7 @@ struct Node {
   const char* op = "leaf";                // for error messages and debugging
   std::function<void(Node&)> backward;    // set when the op is recorded on the tape
   float* grad_or_zeros();                 // the gradient buffer, allocated as zeros on first use
+  void accumulate_grad(const float* g);   // grad += g (numel values); the first one is copied in
 };
 
 class Tensor;
@@ -176,6 +177,7 @@ class GradRef {
   const Shape& shape() const { return node_->shape; }
   int64_t numel() const { return node_->shape.numel(); }
   float* grad_or_zeros() const { return node_->grad_or_zeros(); }
+  void accumulate_grad(const float* g) const { node_->accumulate_grad(g); }
 
  private:
   std::shared_ptr<Node> node_;

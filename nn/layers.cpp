@@ -24,9 +24,8 @@ Linear::Linear(int in_features, int out_features)
 }
 
 Tensor Linear::forward(const Tensor& x, const ForwardOptions& options) const {
-  Tensor y = linear(x, weight, bias);  // (..., out)
-  if (output_delta) y = add(y, output_delta(x, options));
-  return y;
+  // (..., out); the delta is summed inside the op (see autograd/ops.h: linear).
+  return linear(x, weight, bias, output_delta ? output_delta(x, options) : Tensor());
 }
 
 Embedding::Embedding(int num_embeddings, int dim) : weight(new_parameter({num_embeddings, dim})) {

@@ -79,12 +79,22 @@ TEST_CASE("gradcheck: matmul 2-D, batched, shared weight, transposes") {
   CHECK_THROWS_AS(matmul(Tensor::zeros({2, 2, 3}), Tensor::zeros({3, 3, 5})), std::invalid_argument);
 }
 
-TEST_CASE("gradcheck: linear with and without bias") {
+TEST_CASE("gradcheck: linear with and without bias, with an addend") {
   Rng rng(4);
   check_gradients([](const Inputs& x) { return linear(x[0], x[1], x[2]); },
                   {param({2, 3, 5}, rng), param({5, 7}, rng), param({7}, rng)});
   check_gradients([](const Inputs& x) { return linear(x[0], x[1], Tensor()); }, {param({4, 5}, rng), param({5, 3}, rng)});
+  // The addend (a LoRA delta) gets dY, exactly as in add(linear(...), addend).
+  Inputs in = {param({2, 3, 5}, rng), param({5, 7}, rng), param({7}, rng), param({2, 3, 7}, rng)};
+  check_gradients([](const Inputs& x) { return linear(x[0], x[1], x[2], mul_scalar(x[3], 1.5f)); }, in);
+  check_gradients([](const Inputs& x) { return linear(x[0], x[1], Tensor(), x[2]); }, {in[0], in[1], in[3]});
+  const std::vector<float> fused = linear(in[0], in[1], in[2], in[3]).to_vector();
+  const std::vector<float> separate = add(linear(in[0], in[1], in[2]), in[3]).to_vector();
+  for (size_t i = 0; i < fused.size(); i++) CHECK(fused[i] == doctest::Approx(separate[i]).epsilon(1e-6));
+  clear_tape();
   CHECK_THROWS_AS(linear(Tensor::zeros({2, 4}), Tensor::zeros({5, 3}), Tensor()), std::invalid_argument);
+  CHECK_THROWS_AS(linear(Tensor::zeros({2, 5}), Tensor::zeros({5, 3}), Tensor(), Tensor::zeros({2, 4})),
+                  std::invalid_argument);
 }
 
 TEST_CASE("gradcheck: sum, mean, reshape, transpose, concat, slice") {
