@@ -170,10 +170,12 @@ TensorEntry parse_entry(const std::string& name, const json::Value& info, uint64
 }
 
 // "__metadata__" is a flat map of strings (or null) in every writer we know.
-void check_metadata(const json::Value& metadata, const std::string& source) {
-  if (metadata.is_null()) return;
+SafetensorsMetadata read_metadata(const json::Value& metadata, const std::string& source) {
+  SafetensorsMetadata pairs;
+  if (metadata.is_null()) return pairs;
   std::string where = source + ": __metadata__";
-  for (const auto& [key, value] : metadata.members(where)) value.as_string(where + ": " + key);
+  for (const auto& [key, value] : metadata.members(where)) pairs.emplace_back(key, value.as_string(where + ": " + key));
+  return pairs;
 }
 
 // The spec requires the tensors to tile the data buffer: sorted by offset,
@@ -227,7 +229,9 @@ NamedArray convert(const TensorEntry& entry, const unsigned char* buffer) {
 
 }  // namespace
 
-std::vector<NamedArray> read_safetensors_bytes(const std::string& bytes, const std::string& source) {
+std::vector<NamedArray> read_safetensors_bytes(const std::string& bytes, const std::string& source,
+                                               SafetensorsMetadata* metadata) {
+  if (metadata) metadata->clear();
   if (bytes.size() < 8)
     bad_file(source, "too short for a safetensors file (" + std::to_string(bytes.size()) +
                          " bytes; the header length alone takes 8)");
@@ -245,8 +249,10 @@ std::vector<NamedArray> read_safetensors_bytes(const std::string& bytes, const s
   uint64_t buffer_size = bytes.size() - 8 - header_bytes;
   std::vector<TensorEntry> entries;
   for (const auto& [name, info] : header.members()) {
-    if (name == "__metadata__") check_metadata(info, source);
-    else entries.push_back(parse_entry(name, info, buffer_size, source));
+    if (name == "__metadata__") {
+      SafetensorsMetadata pairs = read_metadata(info, source);
+      if (metadata) *metadata = std::move(pairs);
+    } else entries.push_back(parse_entry(name, info, buffer_size, source));
   }
   std::vector<const TensorEntry*> by_offset;
   for (const TensorEntry& entry : entries) by_offset.push_back(&entry);
@@ -259,8 +265,8 @@ std::vector<NamedArray> read_safetensors_bytes(const std::string& bytes, const s
   return arrays;
 }
 
-std::vector<NamedArray> read_safetensors(const std::string& path) {
-  return read_safetensors_bytes(read_file(path), path);
+std::vector<NamedArray> read_safetensors(const std::string& path, SafetensorsMetadata* metadata) {
+  return read_safetensors_bytes(read_file(path), path, metadata);
 }
 
 namespace {

@@ -50,11 +50,13 @@ struct NamedArray {
 // String key/value pairs stored under "__metadata__", in the order given.
 using SafetensorsMetadata = std::vector<std::pair<std::string, std::string>>;
 
-// Reads every tensor of the file at `path`, in the order of its header.
-std::vector<NamedArray> read_safetensors(const std::string& path);
+// Reads every tensor of the file at `path`, in the order of its header, and,
+// when `metadata` is given, the "__metadata__" pairs into it (empty if none).
+std::vector<NamedArray> read_safetensors(const std::string& path, SafetensorsMetadata* metadata = nullptr);
 
 // The same, from the bytes of a whole file; `source` names it in errors.
-std::vector<NamedArray> read_safetensors_bytes(const std::string& bytes, const std::string& source);
+std::vector<NamedArray> read_safetensors_bytes(const std::string& bytes, const std::string& source,
+                                               SafetensorsMetadata* metadata = nullptr);
 
 // The file content for `arrays`: F32 tensors sorted by name, `metadata`
 // under "__metadata__" (omitted entirely when empty, as Hugging Face does for
