@@ -15,6 +15,11 @@
 // the processes of this machine (and PID namespace) only, so two machines or
 // containers must not write the same file at once; they would race on the
 // rename anyway. tests/test_resume.cpp kills savers to check.
+//
+// Atomic files are not atomic checkpoints: when two files must agree (a model
+// and its optimizer state), the writer orders its writes so that every
+// prefix of them is a consistent pair, and the reader checks that they agree
+// (nn/trainer.h, save_checkpoint).
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -4,6 +4,8 @@
 #include <atomic>
 #include <cmath>
 #include <csignal>
+#include <cstdint>
+#include <cstdlib>
 
 #include "autograd/ops.h"
 #include "data/io.h"
@@ -45,7 +47,32 @@ StepStats Trainer::step(long long step, const std::function<MicroBatch(int micro
   return stats;
 }
 
-void Trainer::save_state(const std::string& dir) const {
+// ---------------------------------------------------------------------------
+// Checkpoints (the protocol is in trainer.h)
+
+static const char* kStateFile = "optimizer.safetensors";
+static const char* kPendingFile = "optimizer.pending.safetensors";
+
+std::string weights_fingerprint(const std::vector<OptimParam>& params) {
+  uint64_t hash = kFnv1a64Basis;
+  for (const OptimParam& param : params) {
+    hash = fnv1a64(param.name.c_str(), param.name.size() + 1, hash);  // with its NUL: "ab","c" differs from "a","bc"
+    for (int i = 0; i < param.tensor.rank(); i++) {
+      const int64_t dim = param.tensor.size(i);
+      hash = fnv1a64(&dim, sizeof dim, hash);
+    }
+    hash = fnv1a64(param.tensor.data(), static_cast<size_t>(param.tensor.numel()) * sizeof(float), hash);
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(hash));
+  return std::string("fnv1a64:") + hex;
+}
+
+bool has_optimizer_state(const std::string& dir) {
+  return file_exists(dir + "/" + kStateFile) || file_exists(dir + "/" + kPendingFile);
+}
+
+void Trainer::save_checkpoint(const std::string& dir, const std::function<void()>& save_weights) const {
   std::vector<NamedArray> arrays;
   auto& params = optimizer_.params();
   for (size_t k = 0; k < params.size(); k++) {
@@ -54,18 +81,34 @@ void Trainer::save_state(const std::string& dir) const {
     arrays.push_back({"exp_avg." + params[k].name, shape, optimizer_.first_moments()[k]});
     arrays.push_back({"exp_avg_sq." + params[k].name, shape, optimizer_.second_moments()[k]});
   }
-  // The step count rides along as a scalar (exact in float32 below 2^24 steps).
-  arrays.push_back({"step", {}, {static_cast<float>(optimizer_.steps_taken())}});
-  write_safetensors(dir + "/optimizer.safetensors", arrays);
+  const SafetensorsMetadata metadata = {{"format", "pt"},
+                                        {"step", std::to_string(optimizer_.steps_taken())},
+                                        {"weights_fingerprint", weights_fingerprint(params)}};
+  write_safetensors(dir + "/" + kPendingFile, arrays, metadata);
+  save_weights();
+  rename_durable(dir + "/" + kPendingFile, dir + "/" + kStateFile);
 }
 
-long long Trainer::load_state(const std::string& dir) {
-  const std::string path = dir + "/optimizer.safetensors";
-  std::vector<NamedArray> arrays = read_safetensors(path);
-  auto& params = optimizer_.params();
-  if (arrays.size() != 2 * params.size() + 1)
+static std::string metadata_value(const SafetensorsMetadata& metadata, const std::string& key) {
+  for (const auto& [k, v] : metadata)
+    if (k == key) return v;
+  return "";
+}
+
+// The "step" entry of an optimizer file: a count, written by std::to_string.
+static long long parse_steps(const SafetensorsMetadata& metadata, const std::string& path) {
+  const std::string text = metadata_value(metadata, "step");
+  if (text.empty() || text.size() > 18 || text.find_first_not_of("0123456789") != std::string::npos)
+    throw InputError(path + ": __metadata__ step is '" + text + "', not a count of steps");
+  return std::stoll(text);
+}
+
+// Copies an optimizer file's moments into `optimizer`, checking names and sizes.
+static void restore_moments(AdamW& optimizer, const std::vector<NamedArray>& arrays, const std::string& path) {
+  auto& params = optimizer.params();
+  if (arrays.size() != 2 * params.size())
     throw InputError(path + ": holds " + std::to_string(arrays.size()) + " arrays, expected " +
-                     std::to_string(2 * params.size() + 1) + " (two moments per trainable parameter and the step)");
+                     std::to_string(2 * params.size()) + " (two moments per trainable parameter)");
   auto find = [&](const std::string& name) -> const NamedArray& {
     for (auto& a : arrays)
       if (a.name == name) return a;
@@ -78,14 +121,38 @@ long long Trainer::load_state(const std::string& dir) {
       if (static_cast<int64_t>(moment.values.size()) != params[k].tensor.numel())
         throw InputError(path + ": " + name + " has " + std::to_string(moment.values.size()) + " values, expected " +
                          std::to_string(params[k].tensor.numel()));
-      (which == 0 ? optimizer_.first_moments() : optimizer_.second_moments())[k] = moment.values;
+      (which == 0 ? optimizer.first_moments() : optimizer.second_moments())[k] = moment.values;
     }
   }
-  const NamedArray& step = find("step");
-  if (step.values.size() != 1 || !(step.values[0] >= 0.0f)) throw InputError(path + ": step is not a count");
-  const long long steps = static_cast<long long>(step.values[0]);
-  optimizer_.set_steps_taken(steps);
-  return steps;
+}
+
+long long Trainer::load_state(const std::string& dir) {
+  const std::string loaded = weights_fingerprint(optimizer_.params());
+  std::string seen;  // what the optimizer files record, for the error message
+  for (const std::string name : {kStateFile, kPendingFile}) {
+    const std::string path = dir + "/" + name;
+    if (!file_exists(path)) continue;
+    SafetensorsMetadata metadata;
+    const std::vector<NamedArray> arrays = read_safetensors(path, &metadata);
+    const std::string recorded = metadata_value(metadata, "weights_fingerprint");
+    if (recorded == loaded) {
+      const long long steps = parse_steps(metadata, path);
+      restore_moments(optimizer_, arrays, path);
+      optimizer_.set_steps_taken(steps);
+      // The pending file matches: finish the save a kill interrupted, or the
+      // next save would overwrite the only state that matches these weights
+      // before it replaces them.
+      if (name == kPendingFile) rename_durable(path, dir + "/" + kStateFile);
+      return steps;
+    }
+    seen += (seen.empty() ? "" : ", ") + name +
+            (recorded.empty() ? " records no weights (saved by an older tinyadapt)"
+                              : " is step " + metadata_value(metadata, "step") + " of weights " + recorded);
+  }
+  if (seen.empty()) throw InputError(dir + "/" + kStateFile + ": cannot open: no optimizer state to resume from");
+  throw InputError(dir + "/" + kStateFile + ": the optimizer state belongs to other weights than those loaded (" +
+                   loaded + "; " + seen + "): model and optimizer come from different checkpoints, so the run "
+                   "cannot resume exactly");
 }
 
 // ---------------------------------------------------------------------------
@@ -106,11 +173,25 @@ bool interrupted() { return g_interrupted.load(); }
 // ---------------------------------------------------------------------------
 // CSV log
 
-CsvLog::CsvLog(const std::string& path, const std::vector<std::string>& columns) {
+CsvLog::CsvLog(const std::string& path, const std::vector<std::string>& columns, long long keep_steps) {
+  if (keep_steps >= 0 && file_exists(path)) write_file_atomic(path, rows_through(read_file(path), keep_steps));
   bool fresh = !file_exists(path);
   file_ = std::fopen(path.c_str(), "a");
   if (!file_) throw InputError(path + ": cannot open the log for writing");
   if (fresh || std::ftell(file_) == 0) row(columns);
+}
+
+// The header line and the whole rows whose first column (the step) is at
+// most `steps`; a row cut short by a kill (no newline) is dropped too.
+std::string CsvLog::rows_through(const std::string& text, long long steps) {
+  std::string kept;
+  for (size_t start = 0, end; (end = text.find('\n', start)) != std::string::npos; start = end + 1) {
+    const std::string line = text.substr(start, end + 1 - start);
+    char* after = nullptr;
+    const long long step = std::strtoll(line.c_str(), &after, 10);
+    if (start == 0 || (after != line.c_str() && *after == ',' && step <= steps)) kept += line;
+  }
+  return kept;
 }
 
 void CsvLog::row(const std::vector<std::string>& values) {

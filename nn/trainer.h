@@ -12,9 +12,24 @@
 // step s draws exactly what the uninterrupted run drew (at 1 thread the
 // losses then match bit for bit).
 //
-// Resume: save_state / load_state store AdamW's moments and the step count in
-// `optimizer.safetensors` beside the checkpoint; the parameters themselves are
-// the checkpoint's.
+// Resume: a checkpoint is the trainable weights, which the caller writes
+// (pretrain: model.safetensors), and DIR/optimizer.safetensors: AdamW's two
+// moments per parameter as tensors, and in its metadata the step count and
+// the fingerprint of the weights they go with. Two files cannot be replaced
+// in one atomic step, so save_checkpoint orders its writes:
+//   1. optimizer.pending.safetensors  <- the new optimizer state
+//   2. save_weights()                 <- the new weights: the commit point
+//   3. rename optimizer.pending.safetensors -> optimizer.safetensors
+// and load_state takes whichever of the two optimizer files records the
+// fingerprint of the weights just loaded. A kill before the new weights are
+// in place leaves the old weights and optimizer.safetensors; a kill after
+// leaves the new weights and the pending file (or, after step 3, the renamed
+// one): there is always a matching pair, old or new. When the match is the
+// pending file, load_state does step 3 itself before anything else, since
+// the next save's step 1 would overwrite it while the weights still need it.
+// Files that do not match — copied together from two checkpoints — are an
+// InputError, since resuming from them would continue a run that never
+// happened.
 #pragma once
 #include <cstdio>
 #include <functional>
@@ -66,16 +81,27 @@ class Trainer {
   AdamW& optimizer() { return optimizer_; }
   const TrainerOptions& options() const { return options_; }
 
-  // AdamW moments + step count, in DIR/optimizer.safetensors (atomic).
-  void save_state(const std::string& dir) const;
-  // Restores what save_state wrote; returns the number of steps taken.
-  // InputError when the file does not match these parameters.
+  // Writes a checkpoint into DIR in the order above; save_weights writes the
+  // current values of the trainable parameters (atomically, as every write).
+  void save_checkpoint(const std::string& dir, const std::function<void()>& save_weights) const;
+  // Call after the weights are loaded into the parameters: restores the
+  // optimizer state that belongs to them (renaming a matching pending file
+  // into place) and returns the number of steps taken. InputError when no
+  // optimizer file in DIR belongs to them.
   long long load_state(const std::string& dir);
 
  private:
   TrainerOptions options_;
   AdamW optimizer_;
 };
+
+// Whether DIR holds optimizer state that load_state can read (either file).
+bool has_optimizer_state(const std::string& dir);
+
+// "fnv1a64:" + 16 hex digits: FNV-1a over each parameter's name, shape and
+// float32 bytes, in order. An identity check for "the same weights", not a
+// defence against someone forging a match.
+std::string weights_fingerprint(const std::vector<OptimParam>& params);
 
 // Ctrl-C handling for long runs: after install_interrupt_handler(), the first
 // SIGINT sets interrupted() (the loop saves and exits cleanly); a second one
@@ -85,10 +111,15 @@ bool interrupted();
 
 // A CSV log: the header is written when the file is new (or empty); rows are
 // appended and flushed, so a resumed run continues the same file.
+//
+// keep_steps >= 0 is for a log whose first column is the step count: rows
+// past that step are dropped first. A run killed after its last checkpoint
+// logged steps that its resumption will take again; without the cut they
+// would appear twice (a fresh run passes 0 and keeps only the header).
 class CsvLog {
  public:
   CsvLog() = default;
-  CsvLog(const std::string& path, const std::vector<std::string>& columns);
+  CsvLog(const std::string& path, const std::vector<std::string>& columns, long long keep_steps = -1);
   void row(const std::vector<std::string>& values);
   bool open() const { return file_ != nullptr; }
   ~CsvLog();
@@ -96,6 +127,7 @@ class CsvLog {
   CsvLog& operator=(const CsvLog&) = delete;
 
  private:
+  static std::string rows_through(const std::string& text, long long steps);
   std::FILE* file_ = nullptr;
 };
 

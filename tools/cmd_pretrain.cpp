@@ -8,6 +8,11 @@
 // directory holds the model (config.json + model.safetensors), the
 // tokenizer, optimizer.safetensors (to resume) and log.csv. Running the same
 // command again with a larger --steps resumes where the last run stopped.
+//
+// Checkpoints go through Trainer::save_checkpoint, which writes the optimizer
+// state and the model in an order that a kill at any moment leaves a pair
+// that belongs together (nn/trainer.h); resuming from a pair that does not
+// (files copied from two checkpoints) is refused with status 2.
 #include <cmath>
 #include <cstdio>
 
@@ -116,15 +121,19 @@ ModelDir fresh_model(PretrainArgs& p, const std::string& text) {
   return ModelDir{std::make_unique<GPT>(p.config, p.seed), std::move(tok)};
 }
 
+// save_model_dir writes the tokenizer, model.safetensors, then config.json.
+// The tokenizer and config.json are the same at every checkpoint of a run, so
+// the weights change at the rename of model.safetensors (the commit point in
+// nn/trainer.h); in a run's first checkpoint config.json comes last, so
+// run_pretrain resumes only when it is there.
 void save_all(const GPT& model, const data::Tokenizer& tok, const Trainer& trainer, const std::string& dir) {
-  trainer.save_state(dir);  // first the optimiser, then the model: see issue notes on resume
-  save_model_dir(model, tok, dir);
+  trainer.save_checkpoint(dir, [&] { save_model_dir(model, tok, dir); });
 }
 
 int run_pretrain(Args& args) {
   PretrainArgs p = parse(args);
   const std::string text = data::corpus_text(p.corpus);
-  const bool resume = file_exists(p.out + "/optimizer.safetensors") && file_exists(p.out + "/config.json");
+  const bool resume = file_exists(p.out + "/config.json") && has_optimizer_state(p.out);
   ModelDir state = resume ? load_model_dir(p.out) : fresh_model(p, text);
   GPT* model = state.model.get();
   const data::Tokenizer& tok = state.tokenizer;
@@ -144,7 +153,7 @@ int run_pretrain(Args& args) {
   std::fprintf(stderr, "pretrain: %s, %lld parameters, %zu train / %zu val tokens, steps %lld..%lld\n", p.arch.c_str(),
                static_cast<long long>(model->count_parameters()), tokens.size(), val.size(), start, p.train.steps);
 
-  CsvLog log(p.out + "/log.csv", {"step", "loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s", "val_loss"});
+  CsvLog log(p.out + "/log.csv", {"step", "loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s", "val_loss"}, start);
   Progress progress("pretrain", p.train.steps, start, 10);
   install_interrupt_handler();
   for (long long step = start; step < p.train.steps; step++) {
@@ -158,12 +167,14 @@ int run_pretrain(Args& args) {
       float vl = validation_loss(*model, tok, val, p.batch, p.eval_batches, p.seed);
       val_text = std::to_string(vl);
       progress.note("step " + std::to_string(step + 1) + ": val loss " + val_text);
-      save_all(*model, tok, trainer, p.out);
     }
+    // The row before the checkpoint: a kill in between leaves the log ahead
+    // of the checkpoint, and the resumed run's CsvLog cuts it back (never behind).
     const double step_seconds = progress.elapsed_seconds() - step_start;
     log.row({std::to_string(step + 1), std::to_string(s.loss), std::to_string(s.lr), std::to_string(s.grad_norm),
              std::to_string(static_cast<double>(s.tokens) / std::max(step_seconds, 1e-9)),
              std::to_string(progress.elapsed_seconds()), val_text});
+    if (eval) save_all(*model, tok, trainer, p.out);
     // Ctrl-C and --stop-after save the same checkpoint; running the command
     // again continues from it as if never stopped.
     if (interrupted()) {

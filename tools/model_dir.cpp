@@ -19,5 +19,4 @@ void save_model_dir(const GPT& model, const data::Tokenizer& tokenizer, const st
   save_model(model, dir);
 }
 
-
 }  // namespace ta::cli

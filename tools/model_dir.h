@@ -19,7 +19,9 @@ struct ModelDir {
 // that the tokenizer's vocabulary fits the model's.
 ModelDir load_model_dir(const std::string& dir);
 
-// Writes the model and the tokenizer into DIR (created if needed).
+// Writes the model and the tokenizer into DIR (created if needed): the
+// tokenizer files, then model.safetensors, then config.json, each atomically,
+// so a DIR with config.json has all of them (pretrain relies on it).
 void save_model_dir(const GPT& model, const data::Tokenizer& tokenizer, const std::string& dir);
 
 }  // namespace ta::cli
