@@ -69,14 +69,16 @@ HeadConfig resolve_head(const HeadRequest& request, const std::string& method, c
   return head;
 }
 
-std::string base_model_fingerprint(const std::string& model_dir) {
-  const std::string bytes = read_file(model_dir + "/model.safetensors");
-  uint64_t hash = 14695981039346656037ull;  // FNV-1a 64: the offset basis, then per byte xor and multiply by the prime
-  for (unsigned char byte : bytes) hash = (hash ^ byte) * 1099511628211ull;
+// "fnv1a64:<16 hex> bytes:<size>" of a file's bytes.
+std::string file_fingerprint(const std::string& path) {
+  const std::string bytes = read_file(path);
+  const uint64_t hash = fnv1a64(bytes.data(), bytes.size());  // data/io.h
   char text[64];
   std::snprintf(text, sizeof text, "fnv1a64:%016" PRIx64 " bytes:%zu", hash, bytes.size());
   return text;
 }
+
+std::string base_model_fingerprint(const std::string& model_dir) { return file_fingerprint(model_dir + "/model.safetensors"); }
 
 std::vector<int> verbalizer_tokens(const HeadConfig& head, const data::Tokenizer& tokenizer) {
   std::vector<int> tokens;
@@ -156,8 +158,12 @@ void save_adapter(const AdaptedModel& a, const std::string& dir) {
     config.set("head", head_config_to_json(a.head->config()));
     for (NamedArray& t : a.head->save_tensors()) tensors.push_back(std::move(t));
   }
+  // The two files must belong together: the config, written last, records a
+  // fingerprint of the tensor file, so a process killed between the writes
+  // (re-running into an existing --out) leaves a pair that load refuses.
   make_dirs(dir);
   write_safetensors(dir + "/adapter_model.safetensors", tensors);
+  config.set("tensors_fingerprint", file_fingerprint(dir + "/adapter_model.safetensors"));
   write_file_atomic(dir + "/adapter_config.json", config.dump(2) + "\n");
 }
 
@@ -176,6 +182,12 @@ AdapterFiles read_adapter_files(const std::string& adapter_dir, bool with_head) 
   if (with_head && !head_json) throw InputError(f.config_path + ": has no task head (\"head\"); it cannot classify");
   f.has_head = head_json != nullptr;
   if (head_json) f.head_config = head_config_from_json(*head_json, f.config_path);
+  if (const json::Value* expected = config.find("tensors_fingerprint"); expected && expected->is_string()) {
+    const std::string actual = file_fingerprint(f.tensors_path);  // absent in files PEFT wrote: not checked
+    if (actual != expected->as_string())
+      throw InputError(f.tensors_path + ": is not the tensor file " + f.config_path + " was saved with (" + actual +
+                       ", expected " + expected->as_string() + "); the save was cut short — re-run adapt");
+  }
   f.tensors = read_safetensors(f.tensors_path);
   return f;
 }

@@ -111,6 +111,9 @@ std::unique_ptr<Head> load_adapter_tensors(const GPT& model, const data::Tokeniz
 // overwritten. FNV-1a is not a cryptographic hash: it tells a retrained or
 // different base apart, it does not resist a forgery. About 1 ns per byte.
 std::string base_model_fingerprint(const std::string& model_dir);
+// The same for any file: adapter_config.json's "tensors_fingerprint" is this
+// of adapter_model.safetensors, checked on load (a pair cut short is refused).
+std::string file_fingerprint(const std::string& path);
 
 // The first token of each label word under `tokenizer`, for the verbalizer;
 // InputError when two words start with the same token.

@@ -274,6 +274,13 @@ TEST_CASE("adapt load: a missing head tensor, a stray tensor, a missing file are
   save_adapter(a, dir);
   const std::string tensors_path = dir + "/adapter_model.safetensors";
   std::vector<NamedArray> tensors = read_safetensors(tensors_path);
+  // Without the tensors_fingerprint (as in a config PEFT wrote), the tensor
+  // file's contents are what is checked.
+  json::Value config = json::parse(read_file(dir + "/adapter_config.json"));
+  json::Value without_fingerprint = json::Value::object();
+  for (const auto& [key, value] : config.members())
+    if (key != "tensors_fingerprint") without_fingerprint.set(key, value);
+  write_file_atomic(dir + "/adapter_config.json", without_fingerprint.dump(2));
   auto without = [&](const std::string& name) {
     std::vector<NamedArray> kept;
     for (const NamedArray& t : tensors)
@@ -290,6 +297,24 @@ TEST_CASE("adapt load: a missing head tensor, a stray tensor, a missing file are
   CHECK_THROWS_WITH_AS(load_adapted(f.model_dir, dir, true), doctest::Contains(tensors_path.c_str()), InputError);
   ::unlink((dir + "/adapter_config.json").c_str());
   CHECK_THROWS_WITH_AS(load_adapted(f.model_dir, dir, true), doctest::Contains("adapter_config.json"), InputError);
+}
+
+TEST_CASE("adapt load: tensors that are not the ones the config was saved with are refused (a save cut short)") {
+  Fixture f;
+  const std::string dir = f.scratch.path + "/lora", other = f.scratch.path + "/lora-other";
+  save_adapter(f.adapted("lora"), dir);
+  AdaptedModel b = f.adapted("lora");
+  for (const OptimParam& p : b.trainable_parameters()) {
+    Tensor t = p.tensor;
+    for (int64_t i = 0; i < t.numel(); i++) t.data()[i] += 0.5f;  // same shapes, other values
+  }
+  save_adapter(b, other);
+  CHECK_NOTHROW(load_adapted(f.model_dir, dir, true));
+  // The tensor file of another save under this config: what a kill between
+  // the two writes of a re-run into the same --out leaves behind.
+  write_file_atomic(dir + "/adapter_model.safetensors", read_file(other + "/adapter_model.safetensors"));
+  CHECK_THROWS_WITH_AS(load_adapted(f.model_dir, dir, true),
+                       doctest::Contains((dir + "/adapter_model.safetensors: is not the tensor file").c_str()), InputError);
 }
 
 TEST_CASE("adapt probe: features are cached, so training the head never runs the LM") {

@@ -155,6 +155,7 @@ int run_adapt(Args& args) {
   auto encode = [&](const std::string& split) { return adapt::encode_examples(task.split(split), a.tokenizer, max_tokens, task.name + "/" + split); };
 
   make_dirs(out);
+  std::remove((out + "/metrics.json").c_str());  // an earlier run's metrics never describe this one
   install_interrupt_handler();
   const adapt::TrainResult trained = adapt::train(a, encode("train"), encode("val"), run_options);
   adapt::save_adapter(a, out);
