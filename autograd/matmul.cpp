@@ -198,13 +198,18 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const T
   Tensor y = Tensor::empty(ys);  // (rows, out)
   float* yp = y.data();
   // Start from the bias and the addend, then accumulate x @ W into them.
-  for (int r = 0; r < rows && (bias.defined() || addend.defined()); r++) {
-    float* row = yp + static_cast<int64_t>(r) * outf;
-    const float* b = bias.defined() ? bias.data() : nullptr;
-    const float* a = addend.defined() ? addend.data() + static_cast<int64_t>(r) * outf : nullptr;
-    for (int j = 0; j < outf; j++) row[j] = (b ? b[j] : 0.0f) + (a ? a[j] : 0.0f);
-  }
   const bool accumulate = bias.defined() || addend.defined();
+  if (addend.defined()) std::memcpy(yp, addend.data(), static_cast<size_t>(y.numel()) * sizeof(float));
+  if (bias.defined()) {
+    const float* b = bias.data();
+    for (int r = 0; r < rows; r++) {
+      float* row = yp + static_cast<int64_t>(r) * outf;
+      if (addend.defined())
+        for (int j = 0; j < outf; j++) row[j] += b[j];
+      else
+        std::memcpy(row, b, outf * sizeof(float));
+    }
+  }
   sgemm(false, false, rows, outf, in, 1.0f, x.data(), in, weight.data(), outf, accumulate ? 1.0f : 0.0f, yp, outf);
   if (!needs_grad({&x, &weight, &bias, &addend})) return y;
   // dX reads W and dW reads X: a frozen weight's layer keeps no copy of its input.
