@@ -9,6 +9,12 @@
 #include <string>
 #include <vector>
 
+#include "data/bpe.h"
+#include "data/io.h"
+#include "data/tasks.h"
+#include "nn/checkpoint.h"
+#include "nn/gpt.h"
+
 namespace ta::testing {
 
 // A fresh folder under /tmp, removed with its files when the test ends.
@@ -42,6 +48,32 @@ inline float max_relative_diff(const std::vector<float>& ours, const std::vector
 inline bool torch_available() {
   static const bool available = std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0;
   return available;
+}
+
+// The adaptation tests' base model, saved as a model directory: a tiny GPT
+// (2 layers, C = 32) with a BPE tokenizer trained on `task`'s texts that knows
+// the label words " good" and " bad" as single tokens. `weight_sd` > 0 redraws
+// the matrices with that spread (the default init leaves them near zero).
+inline void save_keyword_base(const data::Task& task, const std::string& model_dir, int n_positions,
+                              float weight_sd = 0.0f) {
+  std::string corpus;
+  for (const data::Example& e : task.train) corpus += e.text_a + "\n";
+  for (int i = 0; i < 20; i++) corpus += " good bad\n";
+  data::Tokenizer tokenizer = data::train_bpe(corpus, 400, {"<|endoftext|>"});
+  ModelConfig c;
+  c.vocab_size = tokenizer.vocab_size();
+  c.n_positions = n_positions;
+  c.n_embd = 32;
+  c.n_layer = 2;
+  c.n_head = 2;
+  GPT model(c, 3);
+  Rng rng(5);
+  if (weight_sd > 0)
+    for (auto& [name, tensor] : model.named_parameters())
+      if (tensor.rank() == 2) fill_normal(tensor, rng, 0.0f, weight_sd);
+  make_dirs(model_dir);
+  tokenizer.save(model_dir);
+  save_model(model, model_dir);
 }
 
 // The command-line binary the end-to-end tests run: $TINYADAPT_BIN, else

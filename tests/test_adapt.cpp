@@ -29,6 +29,7 @@
 
 using namespace ta;
 using namespace ta::adapt;
+using ta::testing::save_keyword_base;
 using ta::testing::ScratchDir;
 
 namespace {
@@ -40,22 +41,7 @@ struct Fixture {
   std::string model_dir = scratch.path + "/base";
   data::Task task = data::load_task("tests/fixtures/adapt/keyword/train.tsv", 7);
 
-  Fixture() {
-    std::string corpus;
-    for (const data::Example& e : task.train) corpus += e.text_a + "\n";
-    for (int i = 0; i < 20; i++) corpus += " good bad\n";
-    data::Tokenizer tokenizer = data::train_bpe(corpus, 400, {"<|endoftext|>"});
-    ModelConfig c;
-    c.vocab_size = tokenizer.vocab_size();
-    c.n_positions = 48;
-    c.n_embd = 32;
-    c.n_layer = 2;
-    c.n_head = 2;
-    GPT model(c, 3);
-    make_dirs(model_dir);
-    tokenizer.save(model_dir);
-    save_model(model, model_dir);
-  }
+  Fixture() { save_keyword_base(task, model_dir, 48); }
 
   AdaptedModel adapted(const std::string& method, const std::string& head_type = "", uint64_t seed = 11) const {
     MethodConfig config;

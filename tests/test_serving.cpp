@@ -39,6 +39,7 @@ using namespace ta;
 using namespace ta::adapt;
 using ta::testing::max_relative_diff;
 using ta::testing::ScratchDir;
+using ta::testing::save_keyword_base;
 using ta::testing::tinyadapt_binary;
 
 namespace {
@@ -82,23 +83,7 @@ struct Fixture {
   std::map<std::string, std::string> adapter_dirs;  // user -> dir
 
   Fixture() {
-    std::string corpus;
-    for (const data::Example& e : task.train) corpus += e.text_a + "\n";
-    for (int i = 0; i < 20; i++) corpus += " good bad\n";
-    data::Tokenizer tokenizer = data::train_bpe(corpus, 400, {"<|endoftext|>"});
-    ModelConfig c;
-    c.vocab_size = tokenizer.vocab_size();
-    c.n_positions = 40;
-    c.n_embd = 32;
-    c.n_layer = 2;
-    c.n_head = 2;
-    GPT model(c, 3);
-    Rng rng(5);
-    for (auto& [name, tensor] : model.named_parameters())
-      if (tensor.rank() == 2) fill_normal(tensor, rng, 0.0f, 0.2f);
-    make_dirs(model_dir);
-    tokenizer.save(model_dir);
-    save_model(model, model_dir);
+    save_keyword_base(task, model_dir, 40, 0.2f);
     uint64_t seed = 20;
     for (const UserSpec& u : mixable_users()) save(u, seed++);
   }
