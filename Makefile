@@ -59,11 +59,11 @@ deps:
 
 # The suite runs from the repository root so fixtures are found as tests/fixtures/...
 test: deps
-	@$(MAKE) --no-print-directory tinyadapt $(BUILD)/tests/run_tests
+	@$(MAKE) --no-print-directory -j$$(nproc) tinyadapt $(BUILD)/tests/run_tests
 	TINYADAPT_BIN=$(BUILD)/tinyadapt OMP_NUM_THREADS=2 $(BUILD)/tests/run_tests
 
 asan: deps
-	@$(MAKE) --no-print-directory FLAVOUR=asan \
+	@$(MAKE) --no-print-directory -j$$(nproc) FLAVOUR=asan \
 	    OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	    build/asan/tinyadapt build/asan/tests/run_tests
 	TINYADAPT_BIN=build/asan/tinyadapt ASAN_OPTIONS=detect_leaks=1 OMP_NUM_THREADS=2 build/asan/tests/run_tests
