@@ -218,10 +218,16 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const T
                        w_value, rows, in, outf](Node& o) {
     const float* dY = o.grad.data();  // (rows, out)
     if (A.requires_grad()) A.accumulate_grad(dY);  // d(addend) = dY
-    if (X.requires_grad())  // dX (rows,in) += dY @ W^T
-      sgemm(false, true, rows, in, outf, 1.0f, dY, outf, w_value.data(), outf, 1.0f, X.grad_or_zeros(), in);
-    if (W.requires_grad())  // dW (in,out) += X^T @ dY
-      sgemm(true, false, in, outf, rows, 1.0f, x_value.data(), in, dY, outf, 1.0f, W.grad_or_zeros(), outf);
+    // A gradient buffer allocated here is written with beta 0 instead of being zeroed first.
+    bool fresh = false;
+    if (X.requires_grad()) {  // dX (rows,in) += dY @ W^T
+      float* dX = X.grad_for_accumulate(&fresh);
+      sgemm(false, true, rows, in, outf, 1.0f, dY, outf, w_value.data(), outf, fresh ? 0.0f : 1.0f, dX, in);
+    }
+    if (W.requires_grad()) {  // dW (in,out) += X^T @ dY
+      float* dW = W.grad_for_accumulate(&fresh);
+      sgemm(true, false, in, outf, rows, 1.0f, x_value.data(), in, dY, outf, fresh ? 0.0f : 1.0f, dW, outf);
+    }
     if (b.defined() && b.requires_grad()) {  // db (out) += column sums of dY
       float* db = b.grad_or_zeros();
       for (int r = 0; r < rows; r++) {

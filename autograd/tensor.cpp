@@ -180,6 +180,12 @@ void Tensor::release() {
   node_.reset();
 }
 
+float* Node::grad_for_accumulate(bool* fresh) {
+  *fresh = grad.empty();
+  if (*fresh) grad = Buffer(static_cast<size_t>(shape.numel()));  // no zeroing: the caller overwrites it
+  return grad.data();
+}
+
 void Node::accumulate_grad(const float* g) {
   const int64_t n = shape.numel();
   if (grad.empty()) {  // a copy instead of zeros then +=: one pass fewer

@@ -103,6 +103,9 @@ struct Node {
   std::function<void(Node&)> backward;    // set when the op is recorded on the tape
   float* grad_or_zeros();                 // the gradient buffer, allocated as zeros on first use
   void accumulate_grad(const float* g);   // grad += g (numel values); the first one is copied in
+  // The gradient buffer for a kernel that accumulates (C = beta·C + ...):
+  // sets *fresh when it was just allocated, uninitialised — then use beta 0.
+  float* grad_for_accumulate(bool* fresh);
 };
 
 class Tensor;
@@ -178,6 +181,7 @@ class GradRef {
   int64_t numel() const { return node_->shape.numel(); }
   float* grad_or_zeros() const { return node_->grad_or_zeros(); }
   void accumulate_grad(const float* g) const { node_->accumulate_grad(g); }
+  float* grad_for_accumulate(bool* fresh) const { return node_->grad_for_accumulate(fresh); }
 
  private:
   std::shared_ptr<Node> node_;
