@@ -1,7 +1,6 @@
 // autograd/tensor.cpp — Shape, the buffer pool, Tensor, the tape, Rng. See tensor.h.
 #include "autograd/tensor.h"
 
-#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -76,7 +75,7 @@ namespace {
 struct Pool {
   std::mutex mutex;
   std::unordered_map<size_t, std::vector<float*>> free_by_size;
-  size_t in_use = 0, cached = 0, peak = 0;  // bytes
+  size_t in_use = 0, cached = 0;  // bytes
 };
 Pool& pool() {
   static Pool* p = new Pool;  // never destroyed: buffers may outlive static destructors
@@ -90,7 +89,6 @@ static float* pool_acquire(size_t n) {
   {
     std::lock_guard<std::mutex> lock(p.mutex);
     p.in_use += bytes;
-    p.peak = std::max(p.peak, p.in_use);
     auto it = p.free_by_size.find(n);
     if (kPooling && it != p.free_by_size.end() && !it->second.empty()) {
       float* ptr = it->second.back();
@@ -128,11 +126,6 @@ size_t pool_bytes_in_use() {
 size_t pool_bytes_cached() {
   std::lock_guard<std::mutex> lock(pool().mutex);
   return pool().cached;
-}
-
-size_t pool_bytes_peak() {
-  std::lock_guard<std::mutex> lock(pool().mutex);
-  return pool().peak;
 }
 
 void pool_release_cached() {

@@ -89,7 +89,6 @@ class Buffer {
 // Pool statistics and control (for tests, benchmarks and long-lived servers).
 size_t pool_bytes_in_use();
 size_t pool_bytes_cached();
-size_t pool_bytes_peak();    // the most ever in use at once (tensor memory's high-water mark)
 void pool_release_cached();  // frees every buffer not in use
 
 struct Node {

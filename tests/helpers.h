@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "adapt/method.h"
 #include "data/bpe.h"
 #include "data/io.h"
 #include "data/tasks.h"
@@ -74,6 +75,19 @@ inline void save_keyword_base(const data::Task& task, const std::string& model_d
   make_dirs(model_dir);
   tokenizer.save(model_dir);
   save_model(model, model_dir);
+}
+
+// `method`'s settings scaled to that base: 4 virtual tokens, prefix MLP 16,
+// bottleneck 4, LoRA rank 2, probe-mlp hidden 8.
+inline adapt::MethodConfig small_method_config(const std::string& method) {
+  adapt::MethodConfig c;
+  c.method = method;
+  c.num_virtual_tokens = 4;
+  c.prefix_hidden = 16;
+  c.bottleneck = 4;
+  c.lora_rank = 2;
+  c.probe_hidden = 8;
+  return c;
 }
 
 // The command-line binary the end-to-end tests run: $TINYADAPT_BIN, else

@@ -30,6 +30,7 @@
 using namespace ta;
 using namespace ta::adapt;
 using ta::testing::save_keyword_base;
+using ta::testing::small_method_config;
 using ta::testing::ScratchDir;
 
 namespace {
@@ -44,13 +45,7 @@ struct Fixture {
   Fixture() { save_keyword_base(task, model_dir, 48); }
 
   AdaptedModel adapted(const std::string& method, const std::string& head_type = "", uint64_t seed = 11) const {
-    MethodConfig config;
-    config.method = method;
-    config.num_virtual_tokens = 4;
-    config.prefix_hidden = 16;
-    config.bottleneck = 4;
-    config.lora_rank = 2;
-    config.probe_hidden = 8;
+    const MethodConfig config = small_method_config(method);
     HeadRequest request;
     request.type = head_type;
     request.hidden = config.probe_hidden;

@@ -40,6 +40,7 @@ using namespace ta::adapt;
 using ta::testing::max_relative_diff;
 using ta::testing::ScratchDir;
 using ta::testing::save_keyword_base;
+using ta::testing::small_method_config;
 using ta::testing::tinyadapt_binary;
 
 namespace {
@@ -50,29 +51,18 @@ struct UserSpec {
   std::string head;  // HeadRequest::type ("" = the method's default)
 };
 
-MethodConfig method_config(const std::string& method) {
-  MethodConfig c;
-  c.method = method;
-  c.num_virtual_tokens = 4;
-  c.prefix_hidden = 16;
-  c.bottleneck = 4;
-  c.lora_rank = 2;
-  c.probe_hidden = 8;
-  return c;
-}
-
 std::vector<UserSpec> mixable_users() {
-  MethodConfig prompt = method_config("prompt");
+  MethodConfig prompt = small_method_config("prompt");
   prompt.num_virtual_tokens = 3;
-  MethodConfig prefix = method_config("prefix");
+  MethodConfig prefix = small_method_config("prefix");
   prefix.num_virtual_tokens = 5;
-  MethodConfig prefix_mlp = method_config("prefix");
+  MethodConfig prefix_mlp = small_method_config("prefix");
   prefix_mlp.prefix_projection = true;
-  MethodConfig lora = method_config("lora");
+  MethodConfig lora = small_method_config("lora");
   lora.target_modules = {"c_attn", "c_fc"};
   return {{"ann", prompt, ""},           {"bob", prefix, "classifier"}, {"cat", prefix_mlp, ""},
-          {"dan", lora, ""},             {"eve", lora, ""},             {"fay", method_config("adapter"), ""},
-          {"gus", method_config("probe-mlp"), ""}};
+          {"dan", lora, ""},             {"eve", lora, ""},             {"fay", small_method_config("adapter"), ""},
+          {"gus", small_method_config("probe-mlp"), ""}};
 }
 
 // The model directory and one adapter directory per user (users.tsv beside them).
@@ -258,10 +248,10 @@ TEST_CASE("serving: generation in a mixed batch gives each row's tokens alone (g
 
 TEST_CASE("serving: a method that changes the base's weights is refused and the base is untouched; a broken adapter fails only its user") {
   Fixture f;
-  MethodConfig adapter_with_norms = method_config("adapter");
+  MethodConfig adapter_with_norms = small_method_config("adapter");
   adapter_with_norms.train_layernorm = true;
-  f.save({"fine", method_config("finetune"), ""}, 31);
-  f.save({"bias", method_config("bitfit"), ""}, 32);
+  f.save({"fine", small_method_config("finetune"), ""}, 31);
+  f.save({"bias", small_method_config("bitfit"), ""}, 32);
   f.save({"norm", adapter_with_norms, ""}, 33);
   auto server = f.server();
   std::map<std::string, std::vector<float>> before;
