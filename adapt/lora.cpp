@@ -69,6 +69,8 @@ void Lora::attach(GPT& model, const AttachContext& context, Rng& rng) {
 
 // Linear::output_delta = scale · B(A · dropout(x)). The closure holds its own
 // handles (tensors are shared), so it stays valid whatever outlives what.
+// Linear::low_rank carries the same update as factors for the fused op; it is
+// set whenever no dropout acts (see use_fused_form).
 void Lora::install_delta(Target& target) {
   Tensor lora_A = target.lora_A, lora_B = target.lora_B;
   std::shared_ptr<DropoutState> dropout = dropout_;
@@ -78,9 +80,24 @@ void Lora::install_delta(Target& target) {
     Tensor low_rank = mul_scalar(matmul(input, lora_A, false, true), lora_scale);  // (…,in) @ Aᵀ → (…,r)
     return matmul(low_rank, lora_B, false, true);                                    // (…,r) @ Bᵀ → (…,out)
   };
+  use_fused_form(target);
 }
 
-void Lora::set_training(bool training) { dropout_->training = training; }
+// The fused op (ta::lora_linear) merges the update into the weight, so the
+// base and the update see the same x: right unless dropout masks the update's
+// input, which it does in training with p > 0. Then the layer falls back to
+// output_delta.
+void Lora::use_fused_form(Target& target) {
+  const bool dropout_acts = dropout_->training && dropout_->p > 0.0f;
+  if (dropout_acts) target.base->low_rank.reset();
+  else target.base->low_rank = Linear::LowRankUpdate{target.lora_A, target.lora_B, scale()};
+}
+
+void Lora::set_training(bool training) {
+  dropout_->training = training;
+  if (merged_) return;
+  for (Target& t : targets_) use_fused_form(t);
+}
 
 std::vector<OptimParam> Lora::trainable_parameters() const {
   std::vector<OptimParam> params;
@@ -159,6 +176,7 @@ void Lora::merge() {
   for (Target& t : targets_) {
     fold_into_weight(t, +1.0f);
     t.base->output_delta = nullptr;
+    t.base->low_rank.reset();
   }
   merged_ = true;
 }

@@ -11,12 +11,16 @@
 //                        PEFT's default (init_lora_weights=True), nn.Linear's own init
 //   B  lora_B  (out, r)  zeros, so the adapted model starts exactly at the base model
 //
-// Only A and B are trainable. The update is added through Linear::output_delta
-// (nn/layers.h, extension point 3), computed as x (…,in) @ Aᵀ → (…,r) · scale
-// → @ Bᵀ → (…,out): the scale is applied at rank r, where it is cheapest, and
-// the frozen W gets no gradient buffer and no gradient FLOPs (matmul prunes dW).
+// Only A and B are trainable. The update is installed in Linear (nn/layers.h,
+// extension point 3) in two forms: as output_delta, x (…,in) @ Aᵀ → (…,r) ·
+// scale → @ Bᵀ → (…,out), the definition; and as low_rank factors, which
+// Linear::forward runs through the fused op ta::lora_linear: the update is
+// folded into a copy of the weight, so the layer costs one product and forms
+// no (…,out) delta. Either way the frozen W gets no gradient buffer and no dW
+// FLOPs (backward is pruned).
 // Dropout (p = lora_dropout) acts on the LoRA input only, in training mode
-// (set_training), with masks from an Rng seeded at attach.
+// (set_training), with masks from an Rng seeded at attach; while it acts,
+// the layer uses output_delta (the fused form needs one x for both).
 //
 // merge() folds the update into the weight, W (in,out) += scale · (B A)ᵀ, and
 // switches the delta off (no double counting): inference then costs nothing
@@ -74,6 +78,7 @@ class Lora : public Method {
   };
 
   void install_delta(Target& target);
+  void use_fused_form(Target& target);
   void fold_into_weight(Target& target, float sign);
 
   int lora_rank_;

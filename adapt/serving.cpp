@@ -156,7 +156,10 @@ void ServingModel::load_adapter(ServingUser& user) {
 // Every hook on the base set to none (the dispatchers included).
 void ServingModel::remove_hooks() {
   for (auto& [name, module] : model_->named_modules())
-    if (auto* linear = dynamic_cast<Linear*>(module)) linear->output_delta = nullptr;
+    if (auto* linear = dynamic_cast<Linear*>(module)) {
+      linear->output_delta = nullptr;
+      linear->low_rank.reset();
+    }
   for (int i = 0; i < model_->n_layer(); i++) {
     model_->block(i).attention_output_hook = nullptr;
     model_->block(i).mlp_output_hook = nullptr;
@@ -170,6 +173,7 @@ void ServingModel::take_hooks(ServingUser& user) {
     if (!linear || !linear->output_delta) continue;
     user.linear_deltas[name] = std::move(linear->output_delta);
     linear->output_delta = nullptr;
+    linear->low_rank.reset();  // the same update in factored form (LoRA): output_delta carries it
   }
   for (int i = 0; i < model_->n_layer(); i++) {
     Block& block = model_->block(i);

@@ -183,58 +183,135 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
 // ---------------------------------------------------------------------------
 // linear: y = x @ W + b, the whole of a GPT-2 Conv1D layer in one op.
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& addend) {
+namespace {
+
+// The checks and output shape shared by linear and lora_linear.
+Shape linear_output_shape(const char* op, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                          const Tensor& addend) {
   const Shape& xs = x.shape();
   if (xs.rank < 1 || weight.rank() != 2 || xs[-1] != weight.size(0))
-    shape_error("linear", "x " + xs.str() + " does not fit weight " + weight.shape().str() + " [in,out]");
-  const int in = weight.size(0), outf = weight.size(1);
-  if (bias.defined() && (bias.rank() != 1 || bias.size(0) != outf))
-    shape_error("linear", "bias " + bias.shape().str() + " does not fit weight " + weight.shape().str());
-  const int rows = static_cast<int>(xs.rows());
+    shape_error(op, "x " + xs.str() + " does not fit weight " + weight.shape().str() + " [in,out]");
+  if (bias.defined() && (bias.rank() != 1 || bias.size(0) != weight.size(1)))
+    shape_error(op, "bias " + bias.shape().str() + " does not fit weight " + weight.shape().str());
   Shape ys = xs;
-  ys.dims[xs.rank - 1] = outf;
+  ys.dims[xs.rank - 1] = weight.size(1);
   if (addend.defined() && addend.shape() != ys)
-    shape_error("linear", "addend " + addend.shape().str() + " does not match the output " + ys.str());
-  Tensor y = Tensor::empty(ys);  // (rows, out)
-  float* yp = y.data();
-  // Start from the bias and the addend, then accumulate x @ W into them.
+    shape_error(op, "addend " + addend.shape().str() + " does not match the output " + ys.str());
+  return ys;
+}
+
+// y (rows, out) = x (rows, in) @ weight (in, out) + bias + addend: starts from
+// the bias and the addend, then accumulates the product into them.
+void linear_forward(const float* x, const float* weight, const Tensor& bias, const Tensor& addend, int rows,
+                    int in, int out, float* y) {
   const bool accumulate = bias.defined() || addend.defined();
-  if (addend.defined()) std::memcpy(yp, addend.data(), static_cast<size_t>(y.numel()) * sizeof(float));
+  if (addend.defined()) std::memcpy(y, addend.data(), static_cast<size_t>(rows) * out * sizeof(float));
   if (bias.defined()) {
     const float* b = bias.data();
     for (int r = 0; r < rows; r++) {
-      float* row = yp + static_cast<int64_t>(r) * outf;
+      float* row = y + static_cast<int64_t>(r) * out;
       if (addend.defined())
-        for (int j = 0; j < outf; j++) row[j] += b[j];
+        for (int j = 0; j < out; j++) row[j] += b[j];
       else
-        std::memcpy(row, b, outf * sizeof(float));
+        std::memcpy(row, b, out * sizeof(float));
     }
   }
-  sgemm(false, false, rows, outf, in, 1.0f, x.data(), in, weight.data(), outf, accumulate ? 1.0f : 0.0f, yp, outf);
+  sgemm(false, false, rows, out, in, 1.0f, x, in, weight, out, accumulate ? 1.0f : 0.0f, y, out);
+}
+
+// The gradients of y = x @ weight + bias + addend given dY (rows, out), each
+// only where its input trains. x_value and w_value are the values read (dW
+// reads x, dX reads the weight); either is undefined when not needed.
+void linear_backward(const float* dY, const GradRef& X, const GradRef& W, const GradRef& b, const GradRef& A,
+                     const Tensor& x_value, const Tensor& w_value, int rows, int in, int out) {
+  if (A.requires_grad()) A.accumulate_grad(dY);  // d(addend) = dY
+  // A gradient buffer allocated here is written with beta 0 instead of being zeroed first.
+  bool fresh = false;
+  if (X.requires_grad()) {  // dX (rows,in) += dY @ W^T
+    float* dX = X.grad_for_accumulate(&fresh);
+    sgemm(false, true, rows, in, out, 1.0f, dY, out, w_value.data(), out, fresh ? 0.0f : 1.0f, dX, in);
+  }
+  if (W.requires_grad()) {  // dW (in,out) += X^T @ dY
+    float* dW = W.grad_for_accumulate(&fresh);
+    sgemm(true, false, in, out, rows, 1.0f, x_value.data(), in, dY, out, fresh ? 0.0f : 1.0f, dW, out);
+  }
+  if (b.defined() && b.requires_grad()) {  // db (out) += column sums of dY
+    float* db = b.grad_or_zeros();
+    for (int r = 0; r < rows; r++) {
+      const float* row = dY + static_cast<int64_t>(r) * out;
+      for (int j = 0; j < out; j++) db[j] += row[j];
+    }
+  }
+}
+
+}  // namespace
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& addend) {
+  Tensor y = Tensor::empty(linear_output_shape("linear", x, weight, bias, addend));  // (rows, out)
+  const int rows = static_cast<int>(x.shape().rows()), in = weight.size(0), out = weight.size(1);
+  linear_forward(x.data(), weight.data(), bias, addend, rows, in, out, y.data());
   if (!needs_grad({&x, &weight, &bias, &addend})) return y;
   // dX reads W and dW reads X: a frozen weight's layer keeps no copy of its input.
   Tensor x_value = weight.requires_grad() ? x : Tensor(), w_value = x.requires_grad() ? weight : Tensor();
   record(y, "linear", [X = GradRef(x), W = GradRef(weight), b = GradRef(bias), A = GradRef(addend), x_value,
-                       w_value, rows, in, outf](Node& o) {
+                       w_value, rows, in, out](Node& o) {
+    linear_backward(o.grad.data(), X, W, b, A, x_value, w_value, rows, in, out);
+  });
+  return y;
+}
+
+// ---------------------------------------------------------------------------
+// lora_linear: y = x W + b [+ addend] + scale · (x Aᵀ) Bᵀ — see ops.h.
+//
+// Forward merges the update into the weight, W' = W + scale · Aᵀ Bᵀ (in, out):
+// r·in·out multiply-adds, small beside the product's rows·in·out, and then
+// the layer is one product x W' like a plain Linear. No (rows, out) delta is
+// formed, written, added or stored. u = x Aᵀ (rows, r) is kept for dB.
+// Backward, from y = x W' + b:
+//   dx += dy W'ᵀ              one product carries the base's and the update's input gradient
+//   dB += scale · dyᵀ u       (out, r)
+//   dA += scale · (dy B)ᵀ x   (r, in), via v = dy B (rows, r)
+//   dW, db as in linear (only when they train: in LoRA they are frozen).
+
+Tensor lora_linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& lora_A,
+                   const Tensor& lora_B, float scale, const Tensor& addend) {
+  Tensor y = Tensor::empty(linear_output_shape("lora_linear", x, weight, bias, addend));  // (rows, out)
+  const int rows = static_cast<int>(x.shape().rows()), in = weight.size(0), out = weight.size(1);
+  if (lora_A.rank() != 2 || lora_B.rank() != 2 || lora_A.size(1) != in || lora_B.size(0) != out ||
+      lora_A.size(0) != lora_B.size(1))
+    shape_error("lora_linear", "A " + lora_A.shape().str() + " and B " + lora_B.shape().str() +
+                                   " must be (r," + std::to_string(in) + ") and (" + std::to_string(out) + ",r)");
+  const int r = lora_A.size(0);
+  Tensor merged = Tensor::empty(weight.shape());  // W' = W + scale · Aᵀ Bᵀ   (in, out)
+  std::memcpy(merged.data(), weight.data(), static_cast<size_t>(weight.numel()) * sizeof(float));
+  sgemm(true, true, in, out, r, scale, lora_A.data(), in, lora_B.data(), r, 1.0f, merged.data(), out);
+  linear_forward(x.data(), merged.data(), bias, addend, rows, in, out, y.data());
+  if (!needs_grad({&x, &weight, &bias, &addend, &lora_A, &lora_B})) return y;
+  Tensor u;  // x Aᵀ (rows, r), read by dB
+  if (lora_B.requires_grad()) {
+    u = Tensor::empty({rows, r});
+    sgemm(false, true, rows, r, in, 1.0f, x.data(), in, lora_A.data(), in, 0.0f, u.data(), r);
+  }
+  // Keep only what backward reads: x for dA and dW, W' for dx, B for dA's v = dy B.
+  Tensor x_value = weight.requires_grad() || lora_A.requires_grad() ? x : Tensor();
+  Tensor merged_value = x.requires_grad() ? merged : Tensor();
+  Tensor b_value = lora_A.requires_grad() ? lora_B : Tensor();
+  record(y, "lora_linear", [X = GradRef(x), W = GradRef(weight), b = GradRef(bias), D = GradRef(addend),
+                            LA = GradRef(lora_A), LB = GradRef(lora_B), x_value, merged_value, b_value, u, rows,
+                            in, out, r, scale](Node& o) {
     const float* dY = o.grad.data();  // (rows, out)
-    if (A.requires_grad()) A.accumulate_grad(dY);  // d(addend) = dY
-    // A gradient buffer allocated here is written with beta 0 instead of being zeroed first.
     bool fresh = false;
-    if (X.requires_grad()) {  // dX (rows,in) += dY @ W^T
-      float* dX = X.grad_for_accumulate(&fresh);
-      sgemm(false, true, rows, in, outf, 1.0f, dY, outf, w_value.data(), outf, fresh ? 0.0f : 1.0f, dX, in);
+    if (LB.requires_grad()) {  // dB (out, r) += scale · dYᵀ u
+      float* dB = LB.grad_for_accumulate(&fresh);
+      sgemm(true, false, out, r, rows, scale, dY, out, u.data(), r, fresh ? 0.0f : 1.0f, dB, r);
     }
-    if (W.requires_grad()) {  // dW (in,out) += X^T @ dY
-      float* dW = W.grad_for_accumulate(&fresh);
-      sgemm(true, false, in, outf, rows, 1.0f, x_value.data(), in, dY, outf, fresh ? 0.0f : 1.0f, dW, outf);
+    if (LA.requires_grad()) {  // dA (r, in) += scale · (dY B)ᵀ x
+      Tensor v = Tensor::empty({rows, r});
+      sgemm(false, false, rows, r, out, 1.0f, dY, out, b_value.data(), r, 0.0f, v.data(), r);
+      float* dA = LA.grad_for_accumulate(&fresh);
+      sgemm(true, false, r, in, rows, scale, v.data(), r, x_value.data(), in, fresh ? 0.0f : 1.0f, dA, in);
     }
-    if (b.defined() && b.requires_grad()) {  // db (out) += column sums of dY
-      float* db = b.grad_or_zeros();
-      for (int r = 0; r < rows; r++) {
-        const float* row = dY + static_cast<int64_t>(r) * outf;
-        for (int j = 0; j < outf; j++) db[j] += row[j];
-      }
-    }
+    linear_backward(dY, X, W, b, D, x_value, merged_value, rows, in, out);
   });
   return y;
 }

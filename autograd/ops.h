@@ -40,6 +40,14 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans
 // is summed into the product's own buffer: the same as add(linear(x, W, b),
 // addend), without the intermediate product and its gradient.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& addend = Tensor());
+// A Linear with a LoRA update (Hu et al. 2021) in one op:
+//   y = x @ weight + bias [+ addend] + scale · (x @ A^T) @ B^T,
+// with A (r, in) and B (out, r) as PEFT stores them. The same as
+// linear(x, W, b, add(addend, scale · matmul(matmul(x, A, false, true), B, false, true)))
+// up to rounding, but the update is folded into the weight first, so the
+// layer costs one product and forms no (..., out) delta (see matmul.cpp).
+Tensor lora_linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& lora_A,
+                   const Tensor& lora_B, float scale, const Tensor& addend = Tensor());
 
 // --- shape.cpp --------------------------------------------------------------
 Tensor sum(const Tensor& x);   // every element -> scalar

@@ -24,7 +24,8 @@ Linear::Linear(int in_features, int out_features)
 }
 
 Tensor Linear::forward(const Tensor& x, const ForwardOptions& options) const {
-  // (..., out); the delta is summed inside the op (see autograd/ops.h: linear).
+  // (..., out); the update is summed inside the op (see autograd/ops.h: linear, lora_linear).
+  if (low_rank) return lora_linear(x, weight, bias, low_rank->A, low_rank->B, low_rank->scale);
   return linear(x, weight, bias, output_delta ? output_delta(x, options) : Tensor());
 }
 

@@ -21,6 +21,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "autograd/ops.h"
@@ -74,13 +75,23 @@ Tensor dropout_if_training(const Tensor& x, float p, const ForwardOptions& optio
 class Linear : public Module {
  public:
   Linear(int in_features, int out_features);
-  // x (..., in) -> (..., out), plus output_delta(x, options) when set.
+  // x (..., in) -> (..., out), plus the update (low_rank, else output_delta) when set.
   Tensor forward(const Tensor& x, const ForwardOptions& options) const;
 
   Tensor weight;  // (in, out)
   Tensor bias;    // (out)
   // Extension point 3: added to the output, same shape (..., out).
   std::function<Tensor(const Tensor& x, const ForwardOptions& options)> output_delta;
+  // The same update in factored form, when it is one: output_delta(x) =
+  // scale · (x Aᵀ) Bᵀ with A (r, in) and B (out, r). forward then applies it
+  // through the fused op ta::lora_linear (one product, no (..., out) delta)
+  // and does not call output_delta. LoRA sets both; code that applies the
+  // update itself, row by row (adapt/serving), reads output_delta.
+  struct LowRankUpdate {
+    Tensor A, B;
+    float scale = 1.0f;
+  };
+  std::optional<LowRankUpdate> low_rank;
 };
 
 class Embedding : public Module {

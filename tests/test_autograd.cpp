@@ -97,6 +97,52 @@ TEST_CASE("gradcheck: linear with and without bias, with an addend") {
                   std::invalid_argument);
 }
 
+TEST_CASE("gradcheck: lora_linear, and it equals the unfused LoRA composition") {
+  Rng rng(41);
+  // x (2,3,5), W (5,7), b (7), A (r=2, in=5), B (out=7, r=2), addend (2,3,7)
+  Inputs in = {param({2, 3, 5}, rng), param({5, 7}, rng), param({7}, rng), param({2, 5}, rng), param({7, 2}, rng),
+               param({2, 3, 7}, rng)};
+  check_gradients([](const Inputs& x) { return lora_linear(x[0], x[1], x[2], x[3], x[4], 0.75f); },
+                  {in[0], in[1], in[2], in[3], in[4]});
+  check_gradients([](const Inputs& x) { return lora_linear(x[0], x[1], Tensor(), x[2], x[3], 2.0f, x[4]); },
+                  {in[0], in[1], in[3], in[4], in[5]});
+  auto unfused = [](const Inputs& x, float scale) {
+    Tensor update = mul_scalar(matmul(matmul(x[0], x[3], false, true), x[4], false, true), scale);
+    return linear(x[0], x[1], x[2], add(update, x[5]));
+  };
+  auto compare = [&](const std::vector<float>& fused, const std::vector<float>& reference) {
+    REQUIRE(fused.size() == reference.size());
+    for (size_t i = 0; i < fused.size(); i++) CHECK(fused[i] == doctest::Approx(reference[i]).epsilon(1e-5));
+  };
+  compare(lora_linear(in[0], in[1], in[2], in[3], in[4], 0.75f, in[5]).to_vector(), unfused(in, 0.75f).to_vector());
+  clear_tape();
+  // LoRA's case: W, b and x frozen, only A and B train; gradients equal the
+  // unfused graph's, and the frozen inputs get no gradient buffer.
+  Tensor x = random_tensor({4, 5}, rng), w = random_tensor({5, 7}, rng), b = random_tensor({7}, rng);
+  Tensor a = param({3, 5}, rng), bb = param({7, 3}, rng);
+  backward(sum(mul(lora_linear(x, w, b, a, bb, 1.5f), lora_linear(x, w, b, a, bb, 1.5f))));
+  auto grad_of = [](const Tensor& t) { return std::vector<float>(t.grad(), t.grad() + t.numel()); };
+  const std::vector<float> fused_da = grad_of(a), fused_db = grad_of(bb);
+  CHECK_FALSE(w.has_grad());
+  CHECK_FALSE(x.has_grad());
+  a.zero_grad();
+  bb.zero_grad();
+  Inputs plain = {x, w, b, a, bb, Tensor::zeros({4, 7})};
+  backward(sum(mul(unfused(plain, 1.5f), unfused(plain, 1.5f))));
+  compare(fused_da, grad_of(a));
+  compare(fused_db, grad_of(bb));
+  // A layer above another: x trains too (its gradient comes through W' = W + scale·AᵀBᵀ).
+  Tensor h = param({4, 5}, rng), weights = random_tensor({4, 7}, rng);
+  backward(sum(mul(lora_linear(h, w, b, a, bb, 1.5f), weights)));
+  const std::vector<float> fused_dh = grad_of(h);
+  h.zero_grad();
+  backward(sum(mul(unfused({h, w, b, a, bb, Tensor::zeros({4, 7})}, 1.5f), weights)));
+  compare(fused_dh, grad_of(h));
+  CHECK_THROWS_WITH_AS(lora_linear(x, w, b, Tensor::zeros({3, 4}), bb, 1.0f),
+                       "lora_linear: A (3,4) and B (7,3) must be (r,5) and (7,r)", std::invalid_argument);
+  CHECK_THROWS_AS(lora_linear(x, w, b, a, Tensor::zeros({7, 2}), 1.0f), std::invalid_argument);
+}
+
 TEST_CASE("gradcheck: sum, mean, reshape, transpose, concat, slice") {
   Rng rng(5);
   Inputs in = {param({2, 3, 4}, rng)};
