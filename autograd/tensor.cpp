@@ -181,13 +181,16 @@ float* Node::grad_for_accumulate(bool* fresh) {
 
 void Node::accumulate_grad(const float* g) {
   const int64_t n = shape.numel();
-  if (grad.empty()) {  // a copy instead of zeros then +=: one pass fewer
-    grad = Buffer(static_cast<size_t>(n));
-    std::memcpy(grad.data(), g, static_cast<size_t>(n) * sizeof(float));
-    return;
-  }
+  const bool fresh = grad.empty();  // then a copy instead of zeros and +=: one pass fewer
+  if (fresh) grad = Buffer(static_cast<size_t>(n));
   float* d = grad.data();
-  for (int64_t i = 0; i < n; i++) d[i] += g[i];
+  if (fresh) {
+#pragma omp parallel for simd schedule(static) if (n > 32768)
+    for (int64_t i = 0; i < n; i++) d[i] = g[i];
+  } else {
+#pragma omp parallel for simd schedule(static) if (n > 32768)
+    for (int64_t i = 0; i < n; i++) d[i] += g[i];
+  }
 }
 
 Tensor Tensor::empty(Shape shape) {

@@ -25,7 +25,7 @@ AdamW::AdamW(std::vector<OptimParam> params, AdamWConfig config) : params_(std::
 }
 
 void AdamW::zero_grad() {
-  for (auto& p : params_) p.tensor.zero_grad();
+  for (auto& p : params_) p.tensor.drop_grad();
 }
 
 size_t AdamW::state_floats() const {

@@ -36,7 +36,11 @@ class AdamW {
   // reach the optimiser.
   AdamW(std::vector<OptimParam> params, AdamWConfig config = {});
 
-  void zero_grad();                  // zeroes every parameter's gradient (keeps buffers)
+  // Frees every parameter's gradient, as PyTorch's zero_grad(set_to_none=True):
+  // the next backward writes each gradient fresh (no memset of every buffer,
+  // and dW products run with beta 0). A parameter no gradient reaches in a
+  // step is then skipped by step(), as PyTorch skips a None gradient.
+  void zero_grad();
   void step(float lr);               // one update; parameters without a gradient are skipped
   long long steps_taken() const { return t_; }
   size_t state_floats() const;       // floats of optimiser state (2 per trainable value)
