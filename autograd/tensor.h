@@ -58,7 +58,11 @@ struct Shape {
 
   // Dimension i; negative i counts from the end (-1 is the last).
   int operator[](int i) const;
-  int64_t numel() const;
+  int64_t numel() const {  // inline: loops test `i < x.numel()` every iteration
+    int64_t n = 1;
+    for (int i = 0; i < rank; i++) n *= dims[i];
+    return n;
+  }
   int last() const { return rank ? dims[rank - 1] : 1; }
   // Product of all dimensions but the last: the number of rows of a (..., N) tensor.
   int64_t rows() const { return rank ? numel() / last() : 1; }
