@@ -52,6 +52,9 @@ print(f"B: {gf_b:.1f} GFLOP/step -> {achieved:.1f} GFLOP/s = {100 * achieved / s
       f"{sg['gflops']:.1f} GFLOP/s (target >= 60%)")
 print("step time / full fine-tuning's on B (target <= 0.7): " + ", ".join(
     f"{name} {r['ms_median'] / bo['ms_median']:.2f}" for name, r in (("LoRA r8", blo), ("prefix k20", bpre), ("prompt k20", bpro))))
+print(f"  (PyTorch's own LoRA r8 step / its full step: {blt['ms_median'] / bt['ms_median']:.2f}. Prompt k20 runs "
+      f"{(256 + 20) / 256:.3f}x the tokens and needs every input gradient: its matmul FLOPs are "
+      f"{(256 + 20) / 256 * 2 / 3:.2f}x a full step's)")
 param_mib = 4 * bo["trainable"] / 2**20  # float32 parameter bytes of the full model
 saved = bo["peak_rss_mb"] - blo["peak_rss_mb"]
 print(f"peak memory, LoRA vs full fine-tuning on B: {saved:.0f} MiB lower = {saved / param_mib:.1f}x the parameter bytes "
