@@ -167,7 +167,7 @@ TEST_CASE("attention: gradients match finite differences (reference)") {
 
 TEST_CASE("attention: fused kernel equals the reference, forward and backward") {
   check_fused_matches_reference(3, 17, 24, 4, 5);
-  // T > the causal block of 64 rows: several blocks, the last one partial.
+  // T > the causal block (kCausalBlock = 32 rows): several blocks, the last one partial.
   check_fused_matches_reference(2, 150, 16, 2, 3);
 }
 
