@@ -20,6 +20,7 @@
 // other requests are served.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -244,6 +245,78 @@ TEST_CASE("serving: generation in a mixed batch gives each row's tokens alone (g
   const std::vector<std::vector<int>> stopped = server->generate(two, 0.0f, free_run[0][2]);
   CHECK(stopped[0] == std::vector<int>(free_run[0].begin(), free_run[0].begin() + 2));
   CHECK(stopped[1].size() <= free_run[1].size());
+}
+
+TEST_CASE("serving: LoRA rows in runs (a user's consecutive rows, a batch of one user, rows without LoRA between) equal each request alone") {
+  Fixture f;
+  auto server = f.server();
+  // dan's LoRA adapts c_attn and c_fc of both layers: four factored deltas, run row by row.
+  CHECK(server->user(server->user_index("dan")).low_rank.size() == 4);
+  CHECK(server->user(server->user_index("bob")).low_rank.empty());
+  const std::vector<std::vector<std::string>> batches = {
+      {"dan", "dan", "eve", "eve", "eve", "hal", "bob", "dan"}, {"eve", "eve", "eve"}, {"dan"}};
+  for (const std::vector<std::string>& users : batches) {
+    std::vector<ServeRequest> requests;
+    for (size_t i = 0; i < users.size(); i++)
+      requests.push_back({server->user_index(users[i]), encode(*server, f.task.train[i * 5 + 1].text_a), 0, 0});
+    const MixedBatch batch = server->mixed_batch(requests);
+    const Tensor hidden = server->forward(batch);
+    for (size_t b = 0; b < requests.size(); b++) {
+      CAPTURE(users.size());
+      CAPTURE(b);
+      const int n = static_cast<int>(requests[b].ids.size());
+      CHECK(max_relative_diff(row_text_logits(*server, batch, hidden, static_cast<int>(b), n),
+                              run_alone(f, users[b], requests[b].ids).text_logits) <= 1e-5f);
+    }
+  }
+}
+
+TEST_CASE("serving: length_groups sorts rows by prompt + text length and splits where the padding saved outweighs a forward") {
+  Fixture f;
+  auto server = f.server();
+  const int dan = server->user_index("dan"), ann = server->user_index("ann"), bob = server->user_index("bob");
+  // Widths (input prefix + text): ann's prompt has 3 rows; bob's attention prefix adds keys, not width.
+  auto request = [](int user, int n) { return ServeRequest{user, std::vector<int>(static_cast<size_t>(n), 1), 0, 0}; };
+  const std::vector<ServeRequest> requests = {request(dan, 30), request(dan, 2), request(bob, 31),
+                                              request(ann, 1), request(dan, 29), request(dan, 2)};
+  // Widths 30, 2, 31, 4, 29, 2. One batch: 64 + 6·31 = 250; {2,2,4} {29,30,31}: 2·64 + 3·4 + 3·31 = 233.
+  CHECK(server->forward_cost_in_tokens == 64);
+  CHECK(server->length_groups(requests) == std::vector<std::vector<int>>{{1, 5, 3}, {4, 0, 2}});
+  server->forward_cost_in_tokens = 1000;  // a forward dearer than any padding: one batch, sorted
+  CHECK(server->length_groups(requests) == std::vector<std::vector<int>>{{1, 5, 3, 4, 0, 2}});
+  server->forward_cost_in_tokens = 0;  // free forwards: no row is ever padded
+  std::vector<int> seen;
+  for (const std::vector<int>& group : server->length_groups(requests)) {
+    for (int i : group) CHECK(requests[static_cast<size_t>(i)].ids.size() == requests[static_cast<size_t>(group[0])].ids.size());
+    seen.insert(seen.end(), group.begin(), group.end());
+  }
+  std::sort(seen.begin(), seen.end());
+  CHECK(seen == std::vector<int>{0, 1, 2, 3, 4, 5});
+  CHECK(server->length_groups({}).empty());
+}
+
+TEST_CASE("serving: classify answers in the order of the requests however they are cut into sub-batches") {
+  Fixture f;
+  auto server = f.server();
+  std::vector<ServeRequest> requests;
+  std::vector<std::string> users;
+  for (const auto& [user, text] : mixed_requests(f))
+    if (user != "hal") {
+      requests.push_back({server->user_index(user), encode(*server, text), 0, 0});
+      users.push_back(user);
+    }
+  for (const int forward_cost : {0, 64, 100000}) {  // one row a batch (nearly), the default, one batch
+    CAPTURE(forward_cost);
+    server->forward_cost_in_tokens = forward_cost;
+    const std::vector<Classification> got = server->classify(requests);
+    REQUIRE(got.size() == requests.size());
+    for (size_t b = 0; b < requests.size(); b++) {
+      CAPTURE(users[b]);
+      CHECK(max_relative_diff(got[b].logits, run_alone(f, users[b], requests[b].ids).label_logits) <= 1e-5f);
+    }
+  }
+  server->forward_cost_in_tokens = 64;
+  CHECK(server->length_groups(requests).size() > 1);  // the default does split this batch
 }
 
 TEST_CASE("serving: a method that changes the base's weights is refused and the base is untouched; a broken adapter fails only its user") {

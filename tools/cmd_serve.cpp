@@ -15,9 +15,9 @@
 //   {"id": any, "user": "name", "text": "..."}                       classification
 //   {"id": any, "user": "name", "text": "...", "max_new": N}         generation (N >= 1)
 // with an optional "seed" (generation; default --seed). Up to --batch
-// requests are read, then answered together (one mixed batch for the
-// classifications, one for the generations), one JSON line per request, in
-// input order:
+// requests are read, then answered together (the classifications in mixed
+// batches of similar lengths, ServingModel::length_groups; the generations in
+// one mixed batch), one JSON line per request, in input order:
 //   {"id": ..., "user": ..., "label": "spam", "probs": {"spam": 0.93, "ham": 0.07}}
 //   {"id": ..., "user": ..., "text": "the continuation"}
 //   {"id": ..., "error": "why"}      (id null when the line is not JSON)
@@ -118,7 +118,7 @@ std::string valid_utf8(std::string bytes) {
   return out + bytes;
 }
 
-// Answers every pending request that has no answer yet: classifications in one mixed batch, generations in another.
+// Answers every pending request that has no answer yet: classifications (in length groups), then generations.
 void run_batch(std::vector<Pending>& batch, const adapt::ServingModel& server, float temperature, int stop_token) {
   std::vector<Pending*> to_classify, to_generate;
   for (Pending& p : batch)
