@@ -167,11 +167,12 @@ void masked_softmax_row(float* row, int visible_end, int row_end, const uint8_t*
   std::fill(row + visible_end, row + row_end, 0.0f);
 }
 
-// Copies the head's keys or values [prefix ; own] transposed into out (hs, P+T),
-// row stride P+T: out[i][s] = dimension i of key (or value) s. A product with
-// it is then one plain (NN) sgemm over contiguous memory — OpenBLAS's NN
-// kernel runs these 64 x 256 x 32 shapes about twice as fast as the NT one it
-// would otherwise take on the strided rows (measured: 131 vs 73 GFLOP/s).
+// Copies the head's keys or values [prefix ; own] transposed into out (hs,
+// P+T), row stride P+T: out[i][s] = dimension i of key (or value) s. A
+// product with it is then one plain (NN) sgemm over contiguous memory:
+// OpenBLAS's NN kernel runs these (block, keys, hs = 32) shapes about twice
+// as fast as the NT one it would otherwise take on the strided rows
+// (measured on 64 x 256 x 32: 131 vs 73 GFLOP/s).
 void pack_transposed(const AttentionDims& d, const float* prefix_rows, const float* own_rows, float* out) {
   const int P = d.prefix_len, L = d.n_keys, hs = d.head_size;
   for (int s = 0; s < P; s++) {
