@@ -18,7 +18,12 @@
 // given shape, answered three ways: mixed batches of 16 (every batch holds
 // all 16 users), single-user batches of 16 (a user's 8 requests twice: what
 // batching buys when traffic is grouped by user), and one request at a time.
-// Requests/s of each (best of --repeats), and the ratios.
+// Requests/s of each (best of --repeats; the three are timed in turn within
+// each repeat, so that a change in the machine's load hits all three), and the
+// ratios. (classify sorts each batch by length into sub-batches, serving.h.)
+// Then the ceiling of batching at this size, a separate measurement: the base
+// model alone (no adapters, no heads, no padding) on requests of the mean
+// length, one at a time against batches of 16 and of 64.
 #include <stdlib.h>
 #include <sys/resource.h>
 
@@ -97,16 +102,33 @@ adapt::ServingModel make_serving_fixture(ModelConfig c, const std::string& dir) 
   return adapt::ServingModel(model_dir);
 }
 
-// Seconds to classify `batches` one after the other, best of `repeats`.
-double best_seconds(const adapt::ServingModel& server, const std::vector<std::vector<adapt::ServeRequest>>& batches,
-                    int repeats) {
-  double best = 1e30;
-  for (int r = 0; r < repeats; r++) {
-    const double t0 = now_ms();
-    for (const auto& batch : batches) server.classify(batch);
-    best = std::min(best, (now_ms() - t0) / 1000.0);
-  }
-  return best;
+// Seconds to classify `batches` one after the other.
+double seconds_to_classify(const adapt::ServingModel& server, const std::vector<std::vector<adapt::ServeRequest>>& batches) {
+  const double t0 = now_ms();
+  for (const auto& batch : batches) server.classify(batch);
+  return (now_ms() - t0) / 1000.0;
+}
+
+// Requests/s of the base model alone (GPT::forward, no adapters) on requests
+// of `tokens` random tokens, for each entry of `batch_sizes`: 16 requests at 1
+// a forward, or one forward of that many. Best of `repeats`, timed in turn.
+std::vector<double> base_requests_per_second(const GPT& model, const std::vector<int>& batch_sizes, int tokens,
+                                             int repeats) {
+  Rng rng(7);
+  std::vector<int> ids(static_cast<size_t>(64) * tokens);
+  for (int& id : ids) id = rng.below(256);
+  std::vector<double> best_ms(batch_sizes.size(), 1e30);
+  for (int r = 0; r < repeats; r++)
+    for (size_t i = 0; i < batch_sizes.size(); i++) {
+      const int rows = batch_sizes[i], forwards = std::max(1, 16 / rows);
+      const double t0 = now_ms();
+      for (int f = 0; f < forwards; f++)
+        model.forward(std::vector<int>(ids.begin(), ids.begin() + static_cast<int64_t>(rows) * tokens), rows, tokens);
+      best_ms[i] = std::min(best_ms[i], (now_ms() - t0) / forwards);
+    }
+  std::vector<double> rps;
+  for (size_t i = 0; i < batch_sizes.size(); i++) rps.push_back(batch_sizes[i] * 1000.0 / best_ms[i]);
+  return rps;
 }
 
 int run_serve_bench(const ModelConfig& c, int min_tokens, int max_tokens, int repeats, bool as_json) {
@@ -139,15 +161,25 @@ int run_serve_bench(const ModelConfig& c, int min_tokens, int max_tokens, int re
     for (int copy = 0; copy < batch / per_user; copy++)
       for (const adapt::ServeRequest& r : requests[static_cast<size_t>(u)]) single_user[static_cast<size_t>(u)].push_back(r);
   server.classify(mixed[0]);  // warm-up: the buffer pool, OpenBLAS threads
-  const double mixed_rps = users * per_user / best_seconds(server, mixed, repeats);
-  const double single_rps = users * batch / best_seconds(server, single_user, repeats);
-  const double alone_rps = users * per_user / best_seconds(server, one_at_a_time, repeats);
+  double mixed_s = 1e30, single_s = 1e30, alone_s = 1e30;
+  for (int r = 0; r < repeats; r++) {
+    mixed_s = std::min(mixed_s, seconds_to_classify(server, mixed));
+    single_s = std::min(single_s, seconds_to_classify(server, single_user));
+    alone_s = std::min(alone_s, seconds_to_classify(server, one_at_a_time));
+  }
+  const double mixed_rps = users * per_user / mixed_s, single_rps = users * batch / single_s;
+  const double alone_rps = users * per_user / alone_s;
+  const int mean_tokens = (min_tokens + max_tokens) / 2;
+  const std::vector<double> base_rps = base_requests_per_second(*load_model(dir + "/base"), {1, batch, 64}, mean_tokens, repeats);
   std::filesystem::remove_all(dir);
   std::printf("serving %d users x %d requests of %d..%d tokens (8 LoRA r8, 8 prefix k16), batch %d, %d threads:\n"
               "requests/s mixed %.1f | single-user batches %.1f | one at a time %.1f\n", users, per_user, min_tokens,
               max_tokens, batch, omp_get_max_threads(), mixed_rps, single_rps, alone_rps);
   std::printf("mixed / single-user batches %.2f (target >= 0.9) | mixed / one at a time %.2f (target >= 4)\n",
               mixed_rps / single_rps, mixed_rps / alone_rps);
+  std::printf("ceiling, the base model alone (no adapters, no padding), requests of %d tokens: requests/s one at a time "
+              "%.1f | batch %d %.1f (%.2fx) | batch 64 %.1f (%.2fx)\n", mean_tokens, base_rps[0], batch, base_rps[1],
+              base_rps[1] / base_rps[0], base_rps[2], base_rps[2] / base_rps[0]);
   if (as_json) {
     json::Value out = json::Value::object();
     out.set("mixed_rps", mixed_rps);
@@ -155,6 +187,9 @@ int run_serve_bench(const ModelConfig& c, int min_tokens, int max_tokens, int re
     out.set("one_at_a_time_rps", alone_rps);
     out.set("mixed_over_single_user", mixed_rps / single_rps);
     out.set("mixed_over_one_at_a_time", mixed_rps / alone_rps);
+    out.set("base_one_at_a_time_rps", base_rps[0]);
+    out.set("base_batch_rps", base_rps[1]);
+    out.set("base_batch64_rps", base_rps[2]);
     std::printf("JSON %s\n", out.dump().c_str());
   }
   return 0;
