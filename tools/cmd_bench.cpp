@@ -21,6 +21,7 @@
 // Requests/s of each (best of --repeats; the three are timed in turn within
 // each repeat, so that a change in the machine's load hits all three), and the
 // ratios. (classify sorts each batch by length into sub-batches, serving.h.)
+// An extra line: the same 128 requests given to classify as one window.
 // Then the ceiling of batching at this size, a separate measurement: the base
 // model alone (no adapters, no heads, no padding) on requests of the mean
 // length, one at a time against batches of 16 and of 64.
@@ -161,14 +162,22 @@ int run_serve_bench(const ModelConfig& c, int min_tokens, int max_tokens, int re
     for (int copy = 0; copy < batch / per_user; copy++)
       for (const adapt::ServeRequest& r : requests[static_cast<size_t>(u)]) single_user[static_cast<size_t>(u)].push_back(r);
   server.classify(mixed[0]);  // warm-up: the buffer pool, OpenBLAS threads
-  double mixed_s = 1e30, single_s = 1e30, alone_s = 1e30;
+  // An extra measurement: all the requests given to classify at once, which sorts and cuts them itself.
+  const std::vector<std::vector<adapt::ServeRequest>> window = {[&] {
+    std::vector<adapt::ServeRequest> all;
+    for (const auto& b : mixed) all.insert(all.end(), b.begin(), b.end());
+    return all;
+  }()};
+  double mixed_s = 1e30, single_s = 1e30, alone_s = 1e30, window_s = 1e30;
   for (int r = 0; r < repeats; r++) {
     mixed_s = std::min(mixed_s, seconds_to_classify(server, mixed));
     single_s = std::min(single_s, seconds_to_classify(server, single_user));
     alone_s = std::min(alone_s, seconds_to_classify(server, one_at_a_time));
+    window_s = std::min(window_s, seconds_to_classify(server, window));
   }
   const double mixed_rps = users * per_user / mixed_s, single_rps = users * batch / single_s;
-  const double alone_rps = users * per_user / alone_s;
+  const double alone_rps = users * per_user / alone_s, window_rps = users * per_user / window_s;
+  const size_t window_batches = server.length_groups(window[0]).size();
   const int mean_tokens = (min_tokens + max_tokens) / 2;
   const std::vector<double> base_rps = base_requests_per_second(*load_model(dir + "/base"), {1, batch, 64}, mean_tokens, repeats);
   std::filesystem::remove_all(dir);
@@ -177,6 +186,8 @@ int run_serve_bench(const ModelConfig& c, int min_tokens, int max_tokens, int re
               max_tokens, batch, omp_get_max_threads(), mixed_rps, single_rps, alone_rps);
   std::printf("mixed / single-user batches %.2f (target >= 0.9) | mixed / one at a time %.2f (target >= 4)\n",
               mixed_rps / single_rps, mixed_rps / alone_rps);
+  std::printf("extra: all %d requests as one window (classify cuts them into %zu batches of similar lengths): "
+              "requests/s %.1f, %.2fx one at a time\n", users * per_user, window_batches, window_rps, window_rps / alone_rps);
   std::printf("ceiling, the base model alone (no adapters, no padding), requests of %d tokens: requests/s one at a time "
               "%.1f | batch %d %.1f (%.2fx) | batch 64 %.1f (%.2fx)\n", mean_tokens, base_rps[0], batch, base_rps[1],
               base_rps[1] / base_rps[0], base_rps[2], base_rps[2] / base_rps[0]);
@@ -187,6 +198,7 @@ int run_serve_bench(const ModelConfig& c, int min_tokens, int max_tokens, int re
     out.set("one_at_a_time_rps", alone_rps);
     out.set("mixed_over_single_user", mixed_rps / single_rps);
     out.set("mixed_over_one_at_a_time", mixed_rps / alone_rps);
+    out.set("window_rps", window_rps);
     out.set("base_one_at_a_time_rps", base_rps[0]);
     out.set("base_batch_rps", base_rps[1]);
     out.set("base_batch64_rps", base_rps[2]);
