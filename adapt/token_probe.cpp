@@ -2,6 +2,7 @@
 #include "adapt/token_probe.h"
 
 #include <algorithm>
+#include <functional>
 
 #include "adapt/head.h"
 #include "autograd/ops.h"
@@ -16,6 +17,12 @@ bool ends_sentence(const std::string& previous_token_bytes) {
     return *it == '.' || *it == '?' || *it == '!';
   }
   return false;
+}
+
+int sentence_depth(const std::vector<bool>& ends_after, int t) {
+  int depth = 0;
+  while (depth < t && !ends_after[static_cast<size_t>(t - depth - 1)]) depth++;
+  return depth;
 }
 
 std::vector<int> control_labels(int vocab_size, double rate, uint64_t seed) {
@@ -34,9 +41,11 @@ struct PositionFeatures {
   Tensor features;             // (N,C)
   std::vector<int> ids;        // (N)
   std::vector<size_t> places;  // (N) index into the token stream
+  std::vector<int> depths;     // (N) sentence_depth of each position in its window
 };
 
-PositionFeatures hidden_states(const GPT& model, const std::vector<int>& tokens, size_t begin, size_t end, long long limit) {
+PositionFeatures hidden_states(const GPT& model, const data::Tokenizer& tokenizer, const std::vector<int>& tokens,
+                               size_t begin, size_t end, long long limit) {
   NoGradGuard no_grad;
   const size_t T = static_cast<size_t>(model.config().n_positions);
   const int C = model.config().n_embd;
@@ -47,7 +56,12 @@ PositionFeatures hidden_states(const GPT& model, const std::vector<int>& tokens,
     Tensor hidden = model.forward(window, 1, static_cast<int>(T));  // (1,T,C)
     values.insert(values.end(), hidden.data(), hidden.data() + hidden.numel());
     out.ids.insert(out.ids.end(), window.begin(), window.end());
-    for (size_t t = 0; t < T; t++) out.places.push_back(start + t);
+    std::vector<bool> ends_after(T);
+    for (size_t t = 0; t < T; t++) ends_after[t] = ends_sentence(tokenizer.id_to_bytes(window[t]));
+    for (size_t t = 0; t < T; t++) {
+      out.places.push_back(start + t);
+      out.depths.push_back(sentence_depth(ends_after, static_cast<int>(t)));
+    }
   }
   if (out.ids.empty()) throw InputError("probe-tokens: the corpus is too short for one window of " + std::to_string(T) + " tokens");
   out.features = Tensor::from({static_cast<int>(out.ids.size()), C}, values);
@@ -100,15 +114,32 @@ double probe_accuracy(const GPT& model, const std::string& type, const PositionF
 std::vector<TokenProbeResult> run_token_probe(const GPT& model, const data::Tokenizer& tokenizer,
                                               const std::vector<int>& tokens, const TokenProbeOptions& o) {
   const size_t split = tokens.size() * 8 / 10;
-  const PositionFeatures train_set = hidden_states(model, tokens, 0, split, o.train_tokens);
-  const PositionFeatures test_set = hidden_states(model, tokens, split, tokens.size(), o.test_tokens);
+  if (o.property != "depth" && o.property != "start")
+    throw InputError("probe-tokens: --property must be depth or start, got \"" + o.property + "\"");
+  const PositionFeatures train_set = hidden_states(model, tokenizer, tokens, 0, split, o.train_tokens);
+  const PositionFeatures test_set = hidden_states(model, tokenizer, tokens, split, tokens.size(), o.test_tokens);
 
-  auto sentence_starts = [&](const PositionFeatures& set) {
+  std::string property;
+  std::function<int(const PositionFeatures&, size_t)> label;  // the property of position i of a set
+  if (o.property == "start") {
+    property = "the token starts a sentence";
+    label = [&](const PositionFeatures& set, size_t i) {
+      const size_t place = set.places[i];
+      return place > 0 && ends_sentence(tokenizer.id_to_bytes(tokens[place - 1])) ? 1 : 0;
+    };
+  } else {
+    std::vector<int> depths = train_set.depths;  // the median training depth splits the classes
+    std::nth_element(depths.begin(), depths.begin() + static_cast<long>(depths.size() / 2), depths.end());
+    const int threshold = std::max(1, depths[depths.size() / 2]);
+    property = "the token is at least " + std::to_string(threshold) + " tokens into its sentence";
+    label = [threshold](const PositionFeatures& set, size_t i) { return set.depths[i] >= threshold ? 1 : 0; };
+  }
+  auto labels_for = [&](const PositionFeatures& set) {
     std::vector<int> labels;
-    for (size_t place : set.places) labels.push_back(place > 0 && ends_sentence(tokenizer.id_to_bytes(tokens[place - 1])));
+    for (size_t i = 0; i < set.ids.size(); i++) labels.push_back(label(set, i));
     return labels;
   };
-  const std::vector<int> train_property = sentence_starts(train_set), test_property = sentence_starts(test_set);
+  const std::vector<int> train_property = labels_for(train_set), test_property = labels_for(test_set);
   const double rate = static_cast<double>(std::count(train_property.begin(), train_property.end(), 1)) / static_cast<double>(train_property.size());
   const std::vector<int> control = control_labels(tokenizer.vocab_size(), rate, o.seed);
   const std::vector<int> train_control = labels_of(train_set.ids, control), test_control = labels_of(test_set.ids, control);
@@ -118,6 +149,7 @@ std::vector<TokenProbeResult> run_token_probe(const GPT& model, const data::Toke
   for (const char* type : {"linear", "mlp"}) {
     TokenProbeResult r;
     r.probe = type;
+    r.property = property;
     r.accuracy = probe_accuracy(model, type, train_set, train_property, test_set, test_property, o);
     r.control_accuracy = probe_accuracy(model, type, train_set, train_control, test_set, test_control, o);
     r.majority = std::max(test_rate, 1.0 - test_rate);

@@ -9,16 +9,24 @@
 // accuracy(control). A high accuracy with a low selectivity means the probe,
 // not the representation, did the work.
 //
-// The property (computable from any text, no annotation needed): does this
-// token start a sentence? True when the token before it ends with '.', '?'
-// or '!' (closing quotes and brackets allowed after the mark). Like a
-// part-of-speech tag it depends on context, not on the token type: the same
-// " The" opens a sentence or follows a comma. The control task, as in the
+// Two properties, computable from any text with no annotation. Like a
+// part-of-speech tag, each depends on context, not on the token type:
+//   depth (default)  is the token deep in its sentence: at least m tokens
+//                    after the sentence's first token, where m is the median
+//                    depth of the training positions, so the two classes are
+//                    about equally common. Depth is counted inside the
+//                    window the model sees (its first token counts as a
+//                    sentence start), so the label uses only visible context.
+//   start            does the token start a sentence. 97% of tokens do not,
+//                    so accuracy sits near the majority and selectivity is
+//                    hard to read; kept for comparison.
+// A sentence ends with a token whose text ends with '.', '?' or '!' (closing
+// quotes and brackets allowed after the mark). The control task, as in the
 // paper, depends on the type only: each token type (BPE token, our "word
 // type") gets a random label, 1 with probability equal to the property's
-// base rate. A representation that encodes the previous token's punctuation
-// makes the property easy; one that encodes token identity makes the
-// control easy; selectivity tells them apart.
+// base rate. A representation that encodes the context makes the property
+// easy; one that encodes token identity makes the control easy; selectivity
+// tells them apart.
 //
 // Features: the base model's last-layer hidden state at each position, over
 // consecutive windows of n_positions tokens, computed once without a tape
@@ -36,6 +44,7 @@
 namespace ta::adapt {
 
 struct TokenProbeOptions {
+  std::string property = "depth";  // "depth" | "start" (see above)
   long long train_tokens = 16384;  // positions used for training (at most)
   long long test_tokens = 4096;    // positions used for testing (at most)
   long long steps = 400;
@@ -46,7 +55,8 @@ struct TokenProbeOptions {
 };
 
 struct TokenProbeResult {
-  std::string probe;  // "linear" | "mlp"
+  std::string probe;     // "linear" | "mlp"
+  std::string property;  // in words, e.g. "the token is at least 12 tokens into its sentence"
   double accuracy = 0;          // on the property, test positions
   double control_accuracy = 0;  // on the control task, test positions
   double majority = 0;          // accuracy of always predicting the property's commoner class
@@ -56,6 +66,11 @@ struct TokenProbeResult {
 // True when `previous_token_bytes` ends a sentence: its last byte that is not
 // a closing quote, bracket or space is '.', '?' or '!'.
 bool ends_sentence(const std::string& previous_token_bytes);
+
+// The depth of position `t` of a window in its sentence: how many tokens
+// since the sentence's first token, counting the window's first token as a
+// start. ends_after[i] says whether window token i ends a sentence.
+int sentence_depth(const std::vector<bool>& ends_after, int t);
 
 // Per token type (id < vocab_size): the control label, 1 with probability
 // `rate`, drawn from `seed`.

@@ -351,7 +351,7 @@ TEST_CASE("adapt heads: default per method, verbalizer scores the label words' f
   CHECK(scores[0][1] == doctest::Approx(last[tokens[1]]).epsilon(1e-5));
 }
 
-TEST_CASE("adapt token probe: sentence-start property, control labels by type, selectivity = difference") {
+TEST_CASE("adapt token probe: depth and sentence-start properties, control labels by type, selectivity = difference") {
   CHECK(ends_sentence(" war."));
   CHECK(ends_sentence("?\")"));
   CHECK(ends_sentence("! "));
@@ -363,6 +363,12 @@ TEST_CASE("adapt token probe: sentence-start property, control labels by type, s
   const double rate = static_cast<double>(std::count(control.begin(), control.end(), 1)) / 5000.0;
   CHECK(rate == doctest::Approx(0.25).epsilon(0.1));
 
+  // Depth in the sentence, inside the window: "A b. C d e" -> 0 1 2 0 1 2
+  // (the window's first token counts as a start, the token after "." as one).
+  const std::vector<bool> ends_after = {false, false, true, false, false, false};
+  const std::vector<int> want = {0, 1, 2, 0, 1, 2};
+  for (int t = 0; t < 6; t++) CHECK(sentence_depth(ends_after, t) == want[static_cast<size_t>(t)]);
+
   Fixture f;
   const AdaptedModel a = f.adapted("probe");
   std::string text;
@@ -370,13 +376,21 @@ TEST_CASE("adapt token probe: sentence-start property, control labels by type, s
   TokenProbeOptions o;
   o.steps = 30;
   o.mlp_hidden = 8;
-  const std::vector<TokenProbeResult> results = run_token_probe(*a.model, a.tokenizer, a.tokenizer.encode(text), o);
-  REQUIRE(results.size() == 2);
-  for (const TokenProbeResult& r : results) {
-    CHECK(r.accuracy >= 0.0);
-    CHECK(r.accuracy <= 1.0);
-    CHECK(r.selectivity() == r.accuracy - r.control_accuracy);
+  for (const char* property : {"depth", "start"}) {
+    o.property = property;
+    const std::vector<TokenProbeResult> results = run_token_probe(*a.model, a.tokenizer, a.tokenizer.encode(text), o);
+    REQUIRE(results.size() == 2);
+    for (const TokenProbeResult& r : results) {
+      CHECK(r.accuracy >= 0.0);
+      CHECK(r.accuracy <= 1.0);
+      CHECK(r.selectivity() == r.accuracy - r.control_accuracy);
+      // The depth property splits at the median: its classes are about equally common.
+      if (o.property == "depth") CHECK(r.majority < 0.65);
+      CHECK(r.property.find(o.property == "depth" ? "into its sentence" : "starts a sentence") != std::string::npos);
+    }
   }
+  o.property = "length";
+  CHECK_THROWS_AS(run_token_probe(*a.model, a.tokenizer, a.tokenizer.encode(text), o), InputError);
 }
 
 TEST_CASE("adapt lm_loss: an adapter's prefix shortens the windows so long texts fit; no method = the base's loss") {

@@ -16,6 +16,7 @@ namespace {
 int run_probe_tokens(Args& args) {
   const std::string model_dir = args.required("model"), corpus = args.str("corpus", "sotu");
   adapt::TokenProbeOptions o;
+  o.property = args.str("property", o.property);
   o.train_tokens = args.integer("train-tokens", o.train_tokens);
   o.test_tokens = args.integer("test-tokens", o.test_tokens);
   o.steps = args.integer("steps", o.steps);
@@ -29,11 +30,13 @@ int run_probe_tokens(Args& args) {
   const std::vector<int> tokens = m.tokenizer.encode(data::corpus_text(corpus), {false, corpus});
   const std::vector<adapt::TokenProbeResult> results = adapt::run_token_probe(*m.model, m.tokenizer, tokens, o);
   json::Value out = json::Value::array();
-  if (!as_json) std::printf("property: the token starts a sentence; control: a random label per token type\n");
+  if (!as_json && !results.empty())
+    std::printf("property: %s; control: a random label per token type\n", results[0].property.c_str());
   for (const adapt::TokenProbeResult& r : results) {
     if (as_json) {
       json::Value row = json::Value::object();
       row.set("probe", r.probe);
+      row.set("property", r.property);
       row.set("accuracy", r.accuracy);
       row.set("control_accuracy", r.control_accuracy);
       row.set("selectivity", r.selectivity());
@@ -53,7 +56,9 @@ int run_probe_tokens(Args& args) {
 static Command probe_tokens_cmd{
     "probe-tokens", "token-level probes with a control task: accuracy, control accuracy, selectivity",
     "usage: tinyadapt probe-tokens --model DIR [--corpus sotu|FILE] [options]\n"
-    "  property: does the token start a sentence; control: a random label per token type\n"
+    "  --property depth|start             is the token deep in its sentence (at least the median depth:\n"
+    "                                     balanced classes) [depth], or does it start one (97% no)\n"
+    "  control: a random label per token type, at the property's base rate\n"
     "  --train-tokens N --test-tokens N   positions probed (train: first 80% of the corpus) [16384, 4096]\n"
     "  --steps N --lr X --hidden N        probe training and the MLP's width [400, 1e-2, 256]\n"
     "  --seed S                           control labels, init, batches [1337]\n"
