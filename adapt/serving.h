@@ -28,24 +28,25 @@
 //                   rows whose user does not adapt the Linear get zeros.
 //                   The factors are Linear::low_rank, which LoRA's attach()
 //                   sets beside its output_delta.
-//   adapters        the same grouping in Block's sublayer hooks: a row whose
-//                   user has a Houlsby adapter gets h + W_up σ(W_down h), the
-//                   others h unchanged.
+//   adapters        grouped by user in Block's sublayer hooks: each user's
+//                   hook runs once on that user's rows (gathered), a row
+//                   whose user has a Houlsby adapter gets h + W_up σ(W_down h),
+//                   the others h unchanged.
 //   heads           classification pools every row once (one call per
 //                   pooling rule in the batch), then applies each user's head
 //                   (linear, MLP probe or verbalizer) to its rows' features.
 //
-// Lengths: a batch is as long as its longest row (prefix + prompt + text), so
+// Lengths: a batch is as wide as its longest prompt plus its longest text, so
 // short rows beside long ones are mostly padding. classify() therefore sorts
-// its requests by that length and cuts them into the sub-batches that
-// minimise the padded work plus a fixed cost per forward (length_groups);
+// its requests by prompt + text length and cuts them into the sub-batches
+// that minimise the padded work plus a fixed cost per forward (length_groups);
 // the answers still come back in the order of the requests. generate() runs
 // one batch: each of its steps costs about the fixed cost alone, which more
 // sub-batches would multiply.
 //
 // How the hooks are found: a Method attaches itself by setting hooks on the
-// model (Linear::output_delta, Block::*_output_hook) and keeps its tensors in
-// its own closures. add_user lets one user's method attach to the shared base,
+// model (Linear::output_delta and low_rank, Block::*_output_hook) and keeps
+// its tensors in its own closures. add_user lets one user's method attach to the shared base,
 // then takes the hooks it set off the base into that user's slot, so the next
 // user finds the base clean. Dispatcher hooks installed on the base then
 // route each row to its user's hooks. The method's prepare() (prompt and
@@ -157,9 +158,9 @@ class ServingModel {
   MixedBatch mixed_batch(const std::vector<ServeRequest>& requests) const;
   Tensor forward(const MixedBatch& batch) const;
 
-  // The indices of `requests` cut into batches for classify(): sorted by row
-  // length (attention prefix + input prefix + text), then split where the
-  // padding saved is worth more than another forward's fixed cost, counted as
+  // The indices of `requests` cut into batches for classify(): sorted by
+  // input prefix + text length (stable), then split where the padding saved
+  // is worth more than another forward's fixed cost, counted as
   // forward_cost_in_tokens token rows. Every index appears once.
   std::vector<std::vector<int>> length_groups(const std::vector<ServeRequest>& requests) const;
   // At config A on 2 cores a forward costs about 0.9 ms beyond its tokens,
