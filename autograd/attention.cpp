@@ -206,9 +206,9 @@ void head_forward(const AttentionDims& d, const HeadMatrices<const float>& in, c
       int visible_end = P + (d.causal ? t0 + i + 1 : d.T);
       masked_softmax_row(att_rows + static_cast<int64_t>(i) * L, visible_end, P + own_keys, mask_row);
     }
-    // y = att [pv ; v]
-    sgemm(false, false, rows, hs, P, 1.0f, att_rows, L, in.prefix_value, C, 0.0f, y, C);
-    sgemm(false, false, rows, hs, own_keys, 1.0f, att_rows + P, L, in.value, ld_qkv, 1.0f, y, C);
+    // y = att [pv ; v] (without a prefix, the second product starts from 0)
+    if (P > 0) sgemm(false, false, rows, hs, P, 1.0f, att_rows, L, in.prefix_value, C, 0.0f, y, C);
+    sgemm(false, false, rows, hs, own_keys, 1.0f, att_rows + P, L, in.value, ld_qkv, P > 0 ? 1.0f : 0.0f, y, C);
   }
 }
 

@@ -46,7 +46,8 @@ static void sgemm_one_thread(bool trans_a, bool trans_b, int M, int N, int K, fl
 void sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
            const float* B, int ldb, float beta, float* C, int ldc) {
   if (M == 0 || N == 0) return;
-  if (K == 0) {  // BLAS leaves C untouched for K = 0 only when beta = 1
+  if (K == 0) {  // C = beta · C; BLAS leaves C untouched for K = 0 only when beta = 1
+    if (beta == 1.0f) return;
     for (int i = 0; i < M; i++)
       for (int j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
     return;
