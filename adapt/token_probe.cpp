@@ -34,24 +34,31 @@ std::vector<int> control_labels(int vocab_size, double rate, uint64_t seed) {
 
 namespace {
 
-// Hidden states (N, C) of up to `limit` positions of tokens[begin, end), in
-// windows of n_positions, with each position's token id and its place in
-// the stream (for the property, which reads the token before).
+// The probe's inputs: one row per position.
 struct PositionFeatures {
-  Tensor features;             // (N,C)
-  std::vector<int> ids;        // (N)
+  Tensor features;             // (N,C) last-layer hidden states
+  std::vector<int> ids;        // (N) token ids
   std::vector<size_t> places;  // (N) index into the token stream
   std::vector<int> depths;     // (N) sentence_depth of each position in its window
 };
 
+// Hidden states (N, C) of up to `limit` positions, in windows of
+// n_positions tokens, with each position's token id, its place in the stream
+// (the start property reads the token before) and its sentence depth. Every
+// fifth window (4, 9, 14, ...) is a test window, the others train windows:
+// both sets span the whole corpus. (A split by position in the corpus would
+// test on the most recent speeches only, whose shorter sentences shift the
+// depth property's classes: 78% one class where training saw 50%.)
 PositionFeatures hidden_states(const GPT& model, const data::Tokenizer& tokenizer, const std::vector<int>& tokens,
-                               size_t begin, size_t end, long long limit) {
+                               bool test_windows, long long limit) {
   NoGradGuard no_grad;
   const size_t T = static_cast<size_t>(model.config().n_positions);
   const int C = model.config().n_embd;
   PositionFeatures out;
   std::vector<float> values;
-  for (size_t start = begin; start + T <= end && static_cast<long long>(out.ids.size()) + static_cast<long long>(T) <= limit; start += T) {
+  for (size_t w = 0, start = 0; start + T <= tokens.size(); w++, start += T) {
+    if ((w % 5 == 4) != test_windows) continue;
+    if (static_cast<long long>(out.ids.size()) + static_cast<long long>(T) > limit) break;
     const std::vector<int> window(tokens.begin() + static_cast<long>(start), tokens.begin() + static_cast<long>(start + T));
     Tensor hidden = model.forward(window, 1, static_cast<int>(T));  // (1,T,C)
     values.insert(values.end(), hidden.data(), hidden.data() + hidden.numel());
@@ -63,7 +70,9 @@ PositionFeatures hidden_states(const GPT& model, const data::Tokenizer& tokenize
       out.depths.push_back(sentence_depth(ends_after, static_cast<int>(t)));
     }
   }
-  if (out.ids.empty()) throw InputError("probe-tokens: the corpus is too short for one window of " + std::to_string(T) + " tokens");
+  if (out.ids.empty())
+    throw InputError("probe-tokens: the corpus is too short for a " + std::string(test_windows ? "test" : "training") +
+                     " window of " + std::to_string(T) + " tokens (every fifth window tests)");
   out.features = Tensor::from({static_cast<int>(out.ids.size()), C}, values);
   return out;
 }
@@ -113,11 +122,10 @@ double probe_accuracy(const GPT& model, const std::string& type, const PositionF
 
 std::vector<TokenProbeResult> run_token_probe(const GPT& model, const data::Tokenizer& tokenizer,
                                               const std::vector<int>& tokens, const TokenProbeOptions& o) {
-  const size_t split = tokens.size() * 8 / 10;
   if (o.property != "depth" && o.property != "start")
     throw InputError("probe-tokens: --property must be depth or start, got \"" + o.property + "\"");
-  const PositionFeatures train_set = hidden_states(model, tokenizer, tokens, 0, split, o.train_tokens);
-  const PositionFeatures test_set = hidden_states(model, tokenizer, tokens, split, tokens.size(), o.test_tokens);
+  const PositionFeatures train_set = hidden_states(model, tokenizer, tokens, false, o.train_tokens);
+  const PositionFeatures test_set = hidden_states(model, tokenizer, tokens, true, o.test_tokens);
 
   std::string property;
   std::function<int(const PositionFeatures&, size_t)> label;  // the property of position i of a set

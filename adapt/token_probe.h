@@ -30,8 +30,8 @@
 //
 // Features: the base model's last-layer hidden state at each position, over
 // consecutive windows of n_positions tokens, computed once without a tape
-// (the probe never runs the LM again). Train windows come from the first 80%
-// of the token stream, test windows from the last 20%. Probes: the linear
+// (the probe never runs the LM again). Every fifth window is a test window,
+// the rest train windows, so both sets span the whole corpus. Probes: the linear
 // and the one-hidden-layer MLP heads of adapt/head.h, trained with AdamW.
 #pragma once
 #include <cstdint>

@@ -59,7 +59,7 @@ static Command probe_tokens_cmd{
     "  --property depth|start             is the token deep in its sentence (at least the median depth:\n"
     "                                     balanced classes) [depth], or does it start one (97% no)\n"
     "  control: a random label per token type, at the property's base rate\n"
-    "  --train-tokens N --test-tokens N   positions probed (train: first 80% of the corpus) [16384, 4096]\n"
+    "  --train-tokens N --test-tokens N   positions probed (every 5th window tests) [16384, 4096]\n"
     "  --steps N --lr X --hidden N        probe training and the MLP's width [400, 1e-2, 256]\n"
     "  --seed S                           control labels, init, batches [1337]\n"
     "  --json                             one object per probe",
