@@ -104,8 +104,7 @@ Head::Head(const HeadConfig& config, int n_embd, std::vector<int> label_tokens, 
 }
 
 Tensor Head::features(const GPT& model, const Tensor& hidden, int B, int T, const ForwardOptions& options) const {
-  const Pooling pooling = config_.type == "verbalizer" ? Pooling::LastToken : config_.pooling;
-  return model.pool(hidden, B, T, pooling, options);  // (B,C)
+  return model.pool(hidden, B, T, pooling(), options);  // (B,C)
 }
 
 Tensor Head::logits(const GPT& model, const Tensor& features) const {

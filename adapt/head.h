@@ -64,6 +64,9 @@ class Head : public Module {
   // Records where this head's weights came from (HeadConfig::initialized_from).
   void set_initialized_from(const std::string& adapter_dir) { config_.initialized_from = adapter_dir; }
 
+  // The pooling features() applies: the verbalizer reads the last token's LM
+  // logits whatever config().pooling says.
+  Pooling pooling() const { return config_.type == "verbalizer" ? Pooling::LastToken : config_.pooling; }
   // hidden (B,k+T,C) from GPT::forward with `options` -> features (B,C).
   Tensor features(const GPT& model, const Tensor& hidden, int B, int T, const ForwardOptions& options) const;
   // features (B,C) -> label logits (B,L).

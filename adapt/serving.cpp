@@ -416,15 +416,6 @@ std::vector<std::vector<int>> ServingModel::length_groups(const std::vector<Serv
   return groups;
 }
 
-namespace {
-
-// The pooling Head::features uses: the verbalizer reads the last token's LM logits.
-Pooling pooling_of(const Head& head) {
-  return head.config().type == "verbalizer" ? Pooling::LastToken : head.config().pooling;
-}
-
-}  // namespace
-
 std::vector<Classification> ServingModel::classify(const std::vector<ServeRequest>& requests) const {
   NoGradGuard no_grad;
   std::vector<Classification> results(requests.size());
@@ -436,7 +427,7 @@ std::vector<Classification> ServingModel::classify(const std::vector<ServeReques
     std::map<Pooling, Tensor> features;    // (B,C) for each pooling the batch's heads use
     for (const auto& [user_id, rows] : rows_by_user(batch.options.row_tags, batch.B)) {
       const Head& head = *user(user_id).head;
-      const Pooling pooling = pooling_of(head);
+      const Pooling pooling = head.pooling();
       if (!features.count(pooling)) features[pooling] = model_->pool(hidden, batch.B, batch.T, pooling, batch.options);
       const Tensor logits = head.logits(*model_, gather_rows(features[pooling], rows));  // (n,L)
       const Tensor probs = softmax(logits);                                              // (n,L)
