@@ -446,3 +446,27 @@ TEST_CASE("tinyadapt serve: answers in input order; unknown users, broken adapte
   CHECK(error_of(9).find("max_new") != std::string::npos);
   CHECK(read_text(err).find("ivy") != std::string::npos);  // the broken adapter is reported at startup
 }
+
+TEST_CASE("tinyadapt serve: pending requests are answered once the input is quiet for --wait-ms, before it ends") {
+  Fixture f;
+  write_text(f.scratch.file("users.tsv"), "ann\tusers/ann\n");
+  const std::string out = f.scratch.file("out"), err = f.scratch.file("err");
+  // The client sends one request, then waits (up to 10 s) for its answer
+  // before sending a second one, whose id says whether the answer had come.
+  // A server that waited for a full batch (16) or the end of input would
+  // answer nothing until the client gave up: the second id would be "late".
+  const std::string client =
+      "( printf '%s\\n' '{\"id\": 1, \"user\": \"ann\", \"text\": \"then and soon great\"}';"
+      "  for i in $(seq 100); do [ -s " + out + " ] && break; sleep 0.1; done;"
+      "  if [ -s " + out + " ]; then id=early; else id=late; fi;"
+      "  printf '{\"id\": \"%s\", \"user\": \"ann\", \"text\": \"great\"}\\n' \"$id\" )";
+  const int status = std::system((client + " | " + tinyadapt_binary() + " serve --model " + f.model_dir + " --adapters " +
+                                  f.scratch.file("users.tsv") + " --batch 16 --wait-ms 50 >" + out + " 2>" + err).c_str());
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  const std::string text = read_text(out);
+  REQUIRE(std::count(text.begin(), text.end(), '\n') == 2);
+  const json::Value second = json::parse(text.substr(text.find('\n') + 1), "serve output");
+  CHECK(second.at("id").as_string() == "early");
+  CHECK(second.at("label").is_string());
+}

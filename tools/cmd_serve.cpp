@@ -26,10 +26,21 @@
 // adapter failed to load, classification asked of an adapter with no head, a
 // text that does not fit the context. Nothing falls back to the base model.
 // Generation stops at <|endoftext|> (not included) when the tokenizer has it.
+//
+// When to answer: a batch is answered when --batch requests are pending, when
+// the input ends, or when requests are pending and no new line has arrived
+// for --wait-ms milliseconds. So a client that sends one request and waits
+// gets its answer after --wait-ms, while a stream of requests still fills
+// whole batches. The input is read through poll(2) and read(2) on the file
+// descriptor (LineReader), as a C++ stream cannot wait with a timeout.
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <iostream>
 
 #include "adapt/serving.h"
 #include "data/corpus.h"
@@ -64,6 +75,52 @@ void add_users(adapt::ServingModel& server, const std::string& path) {
     if (!added.error.empty()) std::fprintf(stderr, "serve: user '%s' cannot be served: %s\n", user.c_str(), added.error.c_str());
   }
 }
+
+// Lines of a file descriptor, each read with an optional deadline.
+class LineReader {
+ public:
+  enum class Result { Line, Timeout, End };
+  LineReader(int fd, std::string name) : fd_(fd), name_(std::move(name)) {}
+
+  // The next line (without its '\n') in `line`. With timeout_ms >= 0, gives
+  // up with Timeout when no new input arrives for that long; -1 waits until
+  // a line or the end. A last line without '\n' counts as a line.
+  Result next(std::string& line, int timeout_ms) {
+    for (;;) {
+      const size_t newline = buffer_.find('\n');
+      if (newline != std::string::npos) {
+        line = buffer_.substr(0, newline);
+        buffer_.erase(0, newline + 1);
+        return Result::Line;
+      }
+      if (ended_) {
+        if (buffer_.empty()) return Result::End;
+        line.swap(buffer_);
+        buffer_.clear();
+        return Result::Line;
+      }
+      if (timeout_ms >= 0) {
+        pollfd ready{fd_, POLLIN, 0};
+        const int n = poll(&ready, 1, timeout_ms);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) throw InputError(name_ + ": cannot wait for input: " + std::strerror(errno));
+        if (n == 0) return Result::Timeout;
+      }
+      char chunk[65536];
+      const ssize_t got = read(fd_, chunk, sizeof chunk);
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0) throw InputError(name_ + ": cannot read: " + std::strerror(errno));
+      if (got == 0) ended_ = true;
+      else buffer_.append(chunk, static_cast<size_t>(got));
+    }
+  }
+
+ private:
+  int fd_;
+  std::string name_;
+  std::string buffer_;  // read but not yet returned
+  bool ended_ = false;
+};
 
 // One input line: the response is written in `answer` (an error, or filled in after the batch runs).
 struct Pending {
@@ -164,25 +221,36 @@ int run_serve(Args& args) {
   const float temperature = static_cast<float>(args.real("temperature", 1.0));
   const uint64_t seed = static_cast<uint64_t>(args.integer("seed", 1337));
   const std::string input_path = args.str("input", "");
+  const long long wait_ms = args.integer("wait-ms", 10);
   args.finish();
   if (batch_size < 1) throw InputError("--batch must be at least 1");
   if (temperature < 0) throw InputError("--temperature must be >= 0");
+  if (wait_ms < 0 || wait_ms > 3600000) throw InputError("--wait-ms must be in [0, 3600000]");
 
   NoGradGuard no_grad;
   adapt::ServingModel server(model_dir);
   add_users(server, users_path);
-  std::ifstream file;
+  int fd = 0;  // stdin
   if (!input_path.empty()) {
-    file.open(input_path);
-    if (!file) throw InputError(input_path + ": cannot open");
+    fd = open(input_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw InputError(input_path + ": cannot open: " + std::strerror(errno));
   }
-  std::istream& in = input_path.empty() ? std::cin : file;
+  LineReader in(fd, input_path.empty() ? "stdin" : input_path);
   const int stop_token = server.tokenizer().has_special("<|endoftext|>") ? server.tokenizer().special_id("<|endoftext|>") : -1;
   std::vector<Pending> batch;
   long long line_number = 0;
-  for (std::string line; std::getline(in, line);) {
+  for (std::string line;;) {
+    // With nothing pending, wait for input as long as it takes.
+    const LineReader::Result got = in.next(line, batch.empty() ? -1 : static_cast<int>(wait_ms));
+    if (got == LineReader::Result::End) break;
+    if (got == LineReader::Result::Timeout) {  // requests pending and the input is quiet: answer them now
+      run_batch(batch, server, temperature, stop_token);
+      batch.clear();
+      continue;
+    }
     line_number++;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;  // blank lines are not requests
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;  // blank lines are not requests
     batch.push_back(parse_request(line, line_number, server, seed));
     if (static_cast<long long>(batch.size()) == batch_size) {
       run_batch(batch, server, temperature, stop_token);
@@ -190,6 +258,7 @@ int run_serve(Args& args) {
     }
   }
   if (!batch.empty()) run_batch(batch, server, temperature, stop_token);
+  if (fd != 0) close(fd);
   return 0;
 }
 
@@ -197,9 +266,10 @@ int run_serve(Args& args) {
 
 static Command serve_cmd{
     "serve", "answer JSON-line requests of many users, each with their own adapter, in mixed batches",
-    "usage: tinyadapt serve --model DIR --adapters users.tsv [--batch N] [--temperature T] [--seed S] [--input FILE]\n"
+    "usage: tinyadapt serve --model DIR --adapters users.tsv [--batch N] [--wait-ms W] [--temperature T] [--seed S] [--input FILE]\n"
     "  --adapters FILE    user<TAB>adapter dir per line (relative to FILE's folder; '-' or empty = base only)\n"
     "  --batch N          requests answered together [16]\n"
+    "  --wait-ms W        answer the pending requests once no new line has come for W ms [10]\n"
     "  --temperature T    generation: 0 = greedy [1.0]\n"
     "  --seed S           generation: the sampling seed of a request without \"seed\" [1337]\n"
     "  --input FILE       read requests from FILE instead of stdin\n"
