@@ -15,6 +15,10 @@ for task in "$@"; do
   runs="$dir/runs.tsv"   # run seed method trainable_params trainable_percent id ood seconds rss bytes dir init_head
   seeds=$(tail -n +2 "$runs" | cut -f2 | sort -u | wc -l)
   if [ "$seeds" -gt 1 ]; then name='sprintf("%s s%d", strcol(1), column(2))'; else name='strcol(1)'; fi
+  # One label per run name at its point, moved up 0.035 for each run already
+  # labelled at the same trainable% (finetune and lp-ft both sit at 100%).
+  labels=$(mktemp)
+  tail -n +2 "$runs" | awk -F'\t' '!done[$1]++ { printf "%s\t%s\t%s\n", $5, $6 + 0.035 * placed[$5]++, $1 }' > "$labels"
   loss_series=$(tail -n +2 "$runs" | awk -F'\t' -v seeds="$seeds" '{
     title = seeds > 1 ? $1 " s" $2 : $1
     printf "\"%s/log.csv\" using 1:2 with lines title \"%s\", ", $11, title }')
@@ -30,7 +34,7 @@ set key bottom right
 set offsets 0, graph 0.12, 0, 0
 plot "$runs" skip 1 using 5:6 with points pt 7 ps 1.4 title "ID (test)", \
      "" skip 1 using 5:7 with points pt 5 ps 1.4 title "OOD", \
-     "" skip 1 using 5:6:1 with labels offset 1,0.6 font ",8" notitle
+     "$labels" using 1:2:3 with labels offset 1,0.6 font ",8" notitle
 set output "$dir/id_vs_ood.png"
 unset logscale x
 set offsets 0, 0, 0, 0
@@ -54,4 +58,5 @@ set ylabel "cross-entropy"
 set key inside top right
 plot ${loss_series%, }
 GP
+  rm -f "$labels"
 done
