@@ -31,10 +31,13 @@ Tensor layernorm(const Tensor& x, const Tensor& weight, const Tensor& bias, floa
 #pragma omp parallel for schedule(static) if (rows * C > 32768)
   for (int64_t r = 0; r < rows; r++) {
     const float* xr = in + r * C;
+    // (omp simd: without it a float sum is not vectorised, as that reorders it)
     float mean = 0;
+#pragma omp simd reduction(+ : mean)
     for (int c = 0; c < C; c++) mean += xr[c];
     mean /= C;
     float var = 0;
+#pragma omp simd reduction(+ : var)
     for (int c = 0; c < C; c++) var += (xr[c] - mean) * (xr[c] - mean);
     float rstd = 1.0f / std::sqrt(var / C + eps);
     for (int c = 0; c < C; c++) y[r * C + c] = (xr[c] - mean) * rstd * w[c] + b[c];
@@ -65,6 +68,7 @@ Tensor layernorm(const Tensor& x, const Tensor& weight, const Tensor& bias, floa
         const float *xr = in + r * C, *dyr = dy + r * C;
         if (dx) {
           float dn_mean = 0, dn_n_mean = 0;
+#pragma omp simd reduction(+ : dn_mean, dn_n_mean)
           for (int c = 0; c < C; c++) {
             float dn = dyr[c] * w[c];
             dn_mean += dn;

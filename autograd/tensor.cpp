@@ -178,11 +178,16 @@ void Node::accumulate_grad(const float* g) {
   const bool fresh = grad.empty();  // then a copy instead of zeros and +=: one pass fewer
   if (fresh) grad = Buffer(static_cast<size_t>(n));
   float* d = grad.data();
-  if (fresh) {
-#pragma omp parallel for simd schedule(static) if (n > 32768)
+  // Over the threads when long. (Two loops rather than `parallel for if (n >
+  // ...)`: see kParallelMin in pointwise.cpp for why.)
+  if (n <= 32768) {
+    if (fresh) std::memcpy(d, g, static_cast<size_t>(n) * sizeof(float));
+    else for (int64_t i = 0; i < n; i++) d[i] += g[i];
+  } else if (fresh) {
+#pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) d[i] = g[i];
   } else {
-#pragma omp parallel for simd schedule(static) if (n > 32768)
+#pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) d[i] += g[i];
   }
 }
