@@ -163,11 +163,12 @@ class ServingModel {
   // is worth more than another forward's fixed cost, counted as
   // forward_cost_in_tokens token rows. Every index appears once.
   std::vector<std::vector<int>> length_groups(const std::vector<ServeRequest>& requests) const;
-  // At config A on 2 cores a forward costs about 0.9 ms beyond its tokens,
-  // as much as 70 token rows at 13 µs (`tinyadapt bench --serve`, the base
-  // alone); the mixed batches' throughput is flat for values 30..100. A
-  // larger model (more work per token) would want a smaller value.
-  int forward_cost_in_tokens = 64;
+  // At config A on 2 cores a forward costs about 0.15 ms beyond its tokens,
+  // 15 token rows at about 10 µs each (a 1x40 forward takes 0.79 ms, 16x40
+  // 6.5 ms); the throughput of `tinyadapt bench --serve`'s window line is flat
+  // for values 16..64. A larger model (more work per token) would want a
+  // smaller value.
+  int forward_cost_in_tokens = 32;
 
  private:
   void remove_hooks();
