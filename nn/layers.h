@@ -85,8 +85,9 @@ class Linear : public Module {
   // The same update in factored form, when it is one: output_delta(x) =
   // scale · (x Aᵀ) Bᵀ with A (r, in) and B (out, r). forward then applies it
   // through the fused op ta::lora_linear (one product, no (..., out) delta)
-  // and does not call output_delta. LoRA sets both; code that applies the
-  // update itself, row by row (adapt/serving), reads output_delta.
+  // and does not call output_delta. LoRA sets both (output_delta alone while
+  // its dropout acts); serving reads the factors to apply each user's update
+  // to that user's rows.
   struct LowRankUpdate {
     Tensor A, B;
     float scale = 1.0f;

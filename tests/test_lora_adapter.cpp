@@ -253,7 +253,10 @@ TEST_CASE("lora: merge equals the unmerged model; unmerge restores the weights")
 
   lora.merge();
   CHECK(lora.merged());
-  for (auto& [name, linear] : find_linears(model, "c_attn")) CHECK_FALSE(linear->output_delta);
+  for (auto& [name, linear] : find_linears(model, "c_attn")) {
+    CHECK_FALSE(linear->output_delta);  // both forms of the update are off: not counted twice
+    CHECK_FALSE(linear->low_rank);
+  }
   CHECK(max_relative_diff(logits_of(model, b), unmerged) < 1e-5f);
   lora.merge();  // idempotent: not folded twice
   CHECK(max_relative_diff(logits_of(model, b), unmerged) < 1e-5f);
@@ -326,8 +329,19 @@ TEST_CASE("lora: dropout on the LoRA input only in training mode, seeded") {
   CHECK(max_relative_diff(train, eval) > 1e-3f);
   CHECK(logits_of(twin, b) == train);                           // same seed, same masks
   CHECK(max_relative_diff(logits_of(model, b), train) > 1e-4f);  // a fresh mask each call
+  // While dropout acts, the layers use output_delta (the fused form needs one x for both paths).
+  for (auto& [name, linear] : find_linears(model, "c_attn")) CHECK_FALSE(linear->low_rank);
   lora->set_training(false);
   CHECK(logits_of(model, b) == eval);
+  // In eval the fused form (lora_linear) is used; the unfused output_delta gives the same logits.
+  std::vector<std::pair<Linear*, Linear::LowRankUpdate>> fused;
+  for (auto& [name, linear] : find_linears(model, "c_attn")) {
+    REQUIRE(linear->low_rank);
+    fused.push_back({linear, *linear->low_rank});
+    linear->low_rank.reset();
+  }
+  CHECK(max_relative_diff(logits_of(model, b), eval) < 1e-5f);
+  for (auto& [linear, update] : fused) linear->low_rank = update;
 }
 
 TEST_CASE("lora: peft_config has LoraConfig's fields") {
