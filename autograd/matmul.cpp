@@ -210,7 +210,7 @@ void linear_forward(const float* x, const float* weight, const Tensor& bias, con
   const float* b = bias.defined() ? bias.data() : nullptr;
   const float* d = addend.defined() ? addend.data() : nullptr;
   if (accumulate) {
-#pragma omp parallel for schedule(static) if (static_cast<int64_t>(rows) * out > 32768)
+#pragma omp parallel for schedule(static) if (static_cast<int64_t>(rows) * out > kParallelMin)
     for (int r = 0; r < rows; r++) {
       float* row = y + static_cast<int64_t>(r) * out;
       const float* d_row = d ? d + static_cast<int64_t>(r) * out : nullptr;
@@ -226,7 +226,7 @@ void linear_forward(const float* x, const float* weight, const Tensor& bias, con
 // db (cols) += the column sums of dY (rows, cols). Each thread sums a block of
 // rows into its own partial row; the partials are added at the end.
 void add_column_sums(const float* dY, int rows, int cols, float* db) {
-  const int threads = static_cast<int64_t>(rows) * cols > 32768 ? omp_get_max_threads() : 1;
+  const int threads = static_cast<int64_t>(rows) * cols > kParallelMin ? omp_get_max_threads() : 1;
   std::vector<float> partial(static_cast<size_t>(threads) * cols, 0.0f);
 #pragma omp parallel num_threads(threads)
   {

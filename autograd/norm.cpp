@@ -28,7 +28,7 @@ Tensor layernorm(const Tensor& x, const Tensor& weight, const Tensor& bias, floa
   Tensor stats = Tensor::empty(Shape{static_cast<int>(rows), 2});  // (rows, [mean, rstd])
   const float *in = x.data(), *w = weight.data(), *b = bias.data();
   float *y = out.data(), *st = stats.data();
-#pragma omp parallel for schedule(static) if (rows * C > 32768)
+#pragma omp parallel for schedule(static) if (rows * C > kParallelMin)
   for (int64_t r = 0; r < rows; r++) {
     const float* xr = in + r * C;
     // (omp simd: without it a float sum is not vectorised, as that reorders it)
@@ -56,7 +56,7 @@ Tensor layernorm(const Tensor& x, const Tensor& weight, const Tensor& bias, floa
     const float* w = dx ? w_value.data() : nullptr;
     // dw and db sum over rows: each thread sums its rows into its own slice of
     // `partial` ([dw | db] per thread), added together at the end.
-    const int threads = rows * C > 32768 ? omp_get_max_threads() : 1;
+    const int threads = rows * C > kParallelMin ? omp_get_max_threads() : 1;
     std::vector<float> partial(dw || db ? static_cast<size_t>(threads) * 2 * C : 0, 0.0f);
 #pragma omp parallel num_threads(threads)
     {
@@ -179,7 +179,7 @@ Tensor cross_entropy(const Tensor& logits, const std::vector<int>& targets, int 
   Tensor lse = Tensor::empty(Shape{static_cast<int>(rows)});  // (rows,)
   double total = 0;
   const float* z = logits.data();
-#pragma omp parallel for schedule(static) reduction(+ : total) if (rows * V > 32768)
+#pragma omp parallel for schedule(static) reduction(+ : total) if (rows * V > kParallelMin)
   for (int64_t r = 0; r < rows; r++) {
     if (targets[r] == ignore_index) continue;
     lse.data()[r] = log_sum_exp(z + r * V, V);
@@ -191,7 +191,7 @@ Tensor cross_entropy(const Tensor& logits, const std::vector<int>& targets, int 
     float* dz = logits.node()->grad_or_zeros();
     const float* z = logits.data();
     const float g = o.grad.data()[0] / static_cast<float>(count);
-#pragma omp parallel for schedule(static) if (rows * V > 32768)
+#pragma omp parallel for schedule(static) if (rows * V > kParallelMin)
     for (int64_t r = 0; r < rows; r++) {
       if (targets[r] == ignore_index) continue;
       const float l = lse.data()[r];

@@ -16,14 +16,9 @@ namespace ta {
 // db — where a was stretched, many output positions add into one input slot,
 // which is exactly the sum that broadcasting's gradient needs).
 
-// Loops over more than kParallelMin floats are split over the threads; a
-// shorter one runs on this thread alone, where waking another costs more than
-// it saves. The two cases are written as two loops: GCC 12 compiles the serial
-// path of `#pragma omp parallel for simd if (...)` as a scalar loop, 2.5-10x
-// slower than the plain loop (measured on GELU and on an add). And an `omp
-// simd` loop that calls a lambda with the index loads through gathers: the
-// loops below pass values, or leave vectorising to the compiler.
-constexpr int64_t kParallelMin = 32768;
+// Long loops run on every thread (kParallelMin, tensor.h). An `omp simd`
+// loop that calls a lambda with the index loads through gathers, so the loops
+// below pass values (GELU) or leave vectorising to the compiler (walk).
 
 namespace {
 struct Broadcast {
@@ -65,7 +60,7 @@ template <class F>
 void walk(const Broadcast& bc, F f) {
   if (bc.same_shape) {  // the common case (the residual add): a flat loop, vectorised
     const int64_t n = bc.out.numel();
-    if (n > kParallelMin) {  // ... and split over the threads when long (see kParallelMin)
+    if (n > kParallelMin) {
 #pragma omp parallel for schedule(static)
       for (int64_t i = 0; i < n; i++) f(i, i, i);
     } else {
@@ -179,6 +174,11 @@ static inline float gelu_grad(float v, float dy) {  // dy · gelu'(v)
   return dy * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * du);
 }
 
+// The loops ask for 16 lanes (simdlen): one 512-bit register on an AVX-512
+// machine, where GCC would otherwise pick 256-bit vectors; the polynomial in
+// tanh_fast then runs 16 at a time (measured: GELU forward and backward take
+// a quarter less time). Without AVX-512 the compiler uses what it has.
+
 // dx = [dx +] dy · gelu'(x), n values; Add: an existing gradient is added to.
 template <bool Add>
 static void gelu_backward_loop(const float* in, const float* dy, float* dx, int64_t n) {
@@ -191,10 +191,6 @@ static void gelu_backward_loop(const float* in, const float* dy, float* dx, int6
   }
 }
 
-// The loops ask for 16 lanes (simdlen): one 512-bit register on an AVX-512
-// machine, where GCC would otherwise pick 256-bit vectors; the polynomial in
-// tanh_fast then runs 16 at a time (measured: GELU forward and backward take
-// a quarter less time). Without AVX-512 the compiler uses what it has.
 Tensor gelu(const Tensor& x) {
   Tensor out = Tensor::empty(x.shape());
   const float* in = x.data();

@@ -178,9 +178,7 @@ void Node::accumulate_grad(const float* g) {
   const bool fresh = grad.empty();  // then a copy instead of zeros and +=: one pass fewer
   if (fresh) grad = Buffer(static_cast<size_t>(n));
   float* d = grad.data();
-  // Over the threads when long. (Two loops rather than `parallel for if (n >
-  // ...)`: see kParallelMin in pointwise.cpp for why.)
-  if (n <= 32768) {
+  if (n <= kParallelMin) {  // (see kParallelMin in tensor.h)
     if (fresh) std::memcpy(d, g, static_cast<size_t>(n) * sizeof(float));
     else for (int64_t i = 0; i < n; i++) d[i] += g[i];
   } else if (fresh) {
