@@ -20,21 +20,28 @@
 // dq, dk, dv are computed only when qkv needs a gradient, the prefix's only
 // when the prefix does (prefix tuning trains it; a KV cache does not).
 //
-// Speed: every product is an sgemm on the strided layout (row stride 3C inside
-// qkv, C inside the prefix and the output), except that the keys (forward)
-// and values (backward) are first copied transposed, (hs, P+T) per head, so
-// that q K^T and dy V^T become plain products (see pack_transposed). The
-// (b, h) heads run in parallel with OpenMP, and OpenBLAS runs single-threaded
-// inside the parallel region. Causal attention walks the queries in blocks of
+// Speed. The (b, h) heads run in parallel with OpenMP, one head per thread at
+// a time. A head's keys and values are first copied out of qkv's strided rows
+// into per-thread scratch — transposed, (hs, P+T), where they are the right
+// operand of q K^T and dy V^T (pack_transposed), as rows otherwise — and every
+// product then runs on sgemm_small's register tiles from the first- and
+// second-level caches. Causal attention walks the queries in blocks of
 // kCausalBlock rows and multiplies each block only against keys [0, block
 // end), skipping most of the masked-out upper triangle.
 //
-// What this is not: flash attention — att, (B, H, T, P+T) floats, is stored
-// for backward — and there is no dropout on att.
+// As flash attention (Dao et al. 2022), att is not stored for the backward:
+// the forward keeps each query's softmax max and 1/sum (8 bytes), and the
+// backward computes its block of att again from q and K. That costs one more
+// small product per block and saves writing (B, H, T, P+T) floats and reading
+// them back from memory (96 MiB per step on bench config B). Unlike flash
+// attention, the forward does not fuse the softmax into the products with a
+// running max: a block's scores, (32, P+T), fit in the cache whole. There is
+// no dropout on att.
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -128,7 +135,8 @@ HeadMatrices<Float> head_matrices(const AttentionDims& d, Float* qkv, Float* pre
 
 // The largest of x[0, n), -inf when n = 0. A single running maximum would
 // make every step wait for the one before (a max takes 4 cycles); 32 partial
-// maxima, four vector registers' worth, run as independent chains.
+// maxima, two 16-lane registers' worth, run as independent chains and are
+// then folded in halves (16, 8, 4, 2, 1: five vector steps, not 32 serial ones).
 float row_max(const float* x, int n) {
   constexpr int kLanes = 32;
   float partial[kLanes];
@@ -136,43 +144,68 @@ float row_max(const float* x, int n) {
   int s = 0;
   for (; s + kLanes <= n; s += kLanes)
     for (int j = 0; j < kLanes; j++) partial[j] = x[s + j] > partial[j] ? x[s + j] : partial[j];
-  float result = -INFINITY;
-  for (; s < n; s++) result = x[s] > result ? x[s] : result;
-  for (float p : partial) result = p > result ? p : result;
-  return result;
+  for (int j = 0; s < n; s++, j++) partial[j] = x[s] > partial[j] ? x[s] : partial[j];
+  for (int half = kLanes / 2; half > 0; half /= 2)
+    for (int j = 0; j < half; j++) partial[j] = partial[j + half] > partial[j] ? partial[j + half] : partial[j];
+  return partial[0];
+}
+
+// What the backward needs to rebuild a row of att from its scores: the
+// row's largest visible score and 1 / the sum of exponentials (max = -inf: the
+// query sees no key).
+struct SoftmaxStats {
+  float max = -INFINITY;
+  float inverse_total = 0.0f;
+};
+
+// Hidden keys (mask[s] = 0) of a row of scores become -inf: exp_fast(-inf) = 0, no weight.
+void hide_masked_keys(float* row, int visible_end, const uint8_t* mask) {
+  if (mask)
+    for (int s = 0; s < visible_end; s++)
+      if (!mask[s]) row[s] = -INFINITY;
 }
 
 // Softmax of one row of scores over the keys s < visible_end that `mask`
 // allows (null: all); the entries from visible_end to row_end become 0, and
 // hidden keys too. A row with no visible key becomes all zeros, so its query
 // outputs zeros. (Entries past row_end are never read: see head_forward.)
-void masked_softmax_row(float* row, int visible_end, int row_end, const uint8_t* mask) {
-  if (mask)
-    for (int s = 0; s < visible_end; s++)
-      if (!mask[s]) row[s] = -INFINITY;  // exp_fast(-inf) = 0: a hidden key gets no weight
-  const float max_score = row_max(row, visible_end);
-  if (max_score == -INFINITY) {
+SoftmaxStats masked_softmax_row(float* row, int visible_end, int row_end, const uint8_t* mask) {
+  hide_masked_keys(row, visible_end, mask);
+  SoftmaxStats stats;
+  stats.max = row_max(row, visible_end);
+  if (stats.max == -INFINITY) {
+    std::fill(row, row + row_end, 0.0f);
+    return stats;
+  }
+  float total = 0.0f;
+#pragma omp simd simdlen(16) reduction(+ : total)
+  for (int s = 0; s < visible_end; s++) {
+    row[s] = exp_fast(row[s] - stats.max);
+    total += row[s];
+  }
+  stats.inverse_total = 1.0f / total;
+#pragma omp simd simdlen(16)
+  for (int s = 0; s < visible_end; s++) row[s] *= stats.inverse_total;
+  std::fill(row + visible_end, row + row_end, 0.0f);
+  return stats;
+}
+
+// The same row rebuilt in the backward from the same scores and the forward's
+// stats: the same operations on the same numbers, so the same att, bit for bit.
+void softmax_row_from_stats(float* row, int visible_end, int row_end, const uint8_t* mask, SoftmaxStats stats) {
+  if (stats.max == -INFINITY) {
     std::fill(row, row + row_end, 0.0f);
     return;
   }
-  float total = 0.0f;
-#pragma omp simd reduction(+ : total)
-  for (int s = 0; s < visible_end; s++) {
-    row[s] = exp_fast(row[s] - max_score);
-    total += row[s];
-  }
-  const float inverse_total = 1.0f / total;
-#pragma omp simd
-  for (int s = 0; s < visible_end; s++) row[s] *= inverse_total;
+  hide_masked_keys(row, visible_end, mask);
+#pragma omp simd simdlen(16)
+  for (int s = 0; s < visible_end; s++) row[s] = exp_fast(row[s] - stats.max) * stats.inverse_total;
   std::fill(row + visible_end, row + row_end, 0.0f);
 }
 
 // Copies the head's keys or values [prefix ; own] transposed into out (hs,
-// P+T), row stride P+T: out[i][s] = dimension i of key (or value) s. A
-// product with it is then one plain (NN) sgemm over contiguous memory:
-// OpenBLAS's NN kernel runs these (block, keys, hs = 32) shapes about twice
-// as fast as the NT one it would otherwise take on the strided rows
-// (measured on 64 x 256 x 32: 131 vs 73 GFLOP/s).
+// P+T), row stride P+T: out[i][s] = dimension i of key (or value) s. q K^T
+// and dy V^T then read the keys (values) as a plain row-major matrix.
 void pack_transposed(const AttentionDims& d, const float* prefix_rows, const float* own_rows, float* out) {
   const int P = d.prefix_len, L = d.n_keys, hs = d.head_size;
   for (int s = 0; s < P; s++) {
@@ -185,30 +218,82 @@ void pack_transposed(const AttentionDims& d, const float* prefix_rows, const flo
   }
 }
 
-// Forward of one head. att: (T, P+T), row stride P+T; out_head: (T, hs), row
-// stride C; keys_t: (hs, P+T) scratch. A causal block's rows of att are
-// written only up to the block's last key, P + own_keys: forward and backward
-// never read further.
+// n rows of hs floats, row stride ld, copied to (n, hs) contiguous and back.
+// A head's rows lie 3C (or C) floats apart, each on its own page of memory
+// for C >= 1024/3; the products read them many times, from a copy that fits
+// in a few pages and in the first-level cache.
+// (The loops are `omp simd` so that GCC keeps them inline rather than calling
+// memmove for every 128-byte row.)
+void gather_rows(const float* rows, int64_t ld, int n, int hs, float* out) {
+  for (int s = 0; s < n; s++) {
+    const float* from = rows + s * ld;
+    float* to = out + static_cast<int64_t>(s) * hs;
+#pragma omp simd
+    for (int i = 0; i < hs; i++) to[i] = from[i];
+  }
+}
+void scatter_rows(const float* packed, int n, int hs, bool add, float* rows, int64_t ld) {
+  for (int s = 0; s < n; s++) {
+    const float* from = packed + static_cast<int64_t>(s) * hs;
+    float* to = rows + s * ld;
+#pragma omp simd
+    for (int i = 0; i < hs; i++) to[i] = (add ? to[i] : 0.0f) + from[i];
+  }
+}
+
+// Asks the memory system for n rows of hs floats, row stride ld, all at
+// once, before they are read. Rows 3C floats apart each sit on their own
+// page, where the hardware prefetcher does not follow; read one by one, each
+// would wait a full memory latency.
+void prefetch_rows(const float* rows, int64_t ld, int n, int hs) {
+  for (int s = 0; s < n; s++)
+    for (int i = 0; i < hs; i += 16) __builtin_prefetch(rows + s * ld + i);
+}
+
+// The head's keys or values [prefix ; own] as one (P+T, hs) contiguous matrix.
+void pack_rows(const AttentionDims& d, const float* prefix_rows, const float* own_rows, float* out) {
+  gather_rows(prefix_rows, d.C, d.prefix_len, d.head_size, out);
+  gather_rows(own_rows, 3 * d.C, d.T, d.head_size, out + static_cast<int64_t>(d.prefix_len) * d.head_size);
+}
+
+// Query rows per block: causal attention walks the queries in blocks of
+// kCausalBlock, each multiplied only against the keys it may see; otherwise
+// every query sees every key and one block covers them all.
+int block_rows(const AttentionDims& d) { return d.causal ? std::min(kCausalBlock, d.T) : d.T; }
+
+// Per-thread scratch of the forward, in floats: one block's rows of att
+// (block, P+T), the head's [pk ; k]^T (hs, P+T) and [pv ; v] (P+T, hs).
+int64_t forward_scratch_size(const AttentionDims& d) {
+  return static_cast<int64_t>(block_rows(d) + 2 * d.head_size) * d.n_keys;
+}
+
+// Forward of one head. out_head: (T, hs), row stride C. stats: (T), each
+// query's softmax stats for the backward, or null when there is no backward.
+// A causal block's rows of att are computed only up to the block's last key,
+// P + keys: the entries further right are masked for all of its queries.
 void head_forward(const AttentionDims& d, const HeadMatrices<const float>& in, const uint8_t* mask_row,
-                  float* att, float* out_head, float* keys_t) {
+                  float* out_head, SoftmaxStats* stats, float* scratch) {
   const int P = d.prefix_len, L = d.n_keys, hs = d.head_size, ld_qkv = 3 * d.C, C = d.C;
-  const int block = d.causal ? kCausalBlock : d.T;
-  pack_transposed(d, in.prefix_key, in.key, keys_t);  // [pk ; k]^T
+  const int block = block_rows(d);
+  float* att = scratch;                                          // (block, L)
+  float* keys_t = att + static_cast<int64_t>(block) * L;         // (hs, L)
+  float* values = keys_t + static_cast<int64_t>(hs) * L;         // (L, hs)
+  for (const float* rows : {in.query, in.key, in.value}) prefetch_rows(rows, ld_qkv, d.T, hs);
+  pack_transposed(d, in.prefix_key, in.key, keys_t);
+  pack_rows(d, in.prefix_value, in.value, values);
   for (int t0 = 0; t0 < d.T; t0 += block) {
     const int rows = std::min(block, d.T - t0);
-    const int own_keys = d.causal ? t0 + rows : d.T;  // own keys any query of the block may see
-    const float* query = in.query + static_cast<int64_t>(t0) * ld_qkv;  // (rows, hs)
-    float* att_rows = att + static_cast<int64_t>(t0) * L;              // (rows, L)
-    float* y = out_head + static_cast<int64_t>(t0) * C;                // (rows, hs)
-    // scores = scale · q [pk ; k]^T over the keys the block may see
-    sgemm(false, false, rows, P + own_keys, hs, d.scale, query, ld_qkv, keys_t, L, 0.0f, att_rows, L);
+    const int keys = P + (d.causal ? t0 + rows : d.T);  // the keys any query of the block may see
+    // scores = scale · q [pk ; k]^T, then att = softmax(scores) row by row
+    sgemm_small(false, rows, keys, hs, d.scale, in.query + static_cast<int64_t>(t0) * ld_qkv, ld_qkv, keys_t, L, 0.0f,
+                att, L);
     for (int i = 0; i < rows; i++) {
-      int visible_end = P + (d.causal ? t0 + i + 1 : d.T);
-      masked_softmax_row(att_rows + static_cast<int64_t>(i) * L, visible_end, P + own_keys, mask_row);
+      const int visible_end = P + (d.causal ? t0 + i + 1 : d.T);
+      SoftmaxStats row_stats = masked_softmax_row(att + static_cast<int64_t>(i) * L, visible_end, keys, mask_row);
+      if (stats) stats[t0 + i] = row_stats;
     }
-    // y = att [pv ; v] (without a prefix, the second product starts from 0)
-    if (P > 0) sgemm(false, false, rows, hs, P, 1.0f, att_rows, L, in.prefix_value, C, 0.0f, y, C);
-    sgemm(false, false, rows, hs, own_keys, 1.0f, att_rows + P, L, in.value, ld_qkv, P > 0 ? 1.0f : 0.0f, y, C);
+    // y = att [pv ; v]
+    sgemm_small(false, rows, hs, keys, 1.0f, att, L, values, hs, 0.0f, out_head + static_cast<int64_t>(t0) * C, C);
   }
 }
 
@@ -216,43 +301,93 @@ void head_forward(const AttentionDims& d, const HeadMatrices<const float>& in, c
 // rowsum(d_att ⊙ att)). Overwrites d_att (one row, n entries) with d_scores.
 void softmax_backward_row(const float* att, float* d_att, int n) {
   float weighted_sum = 0.0f;
-#pragma omp simd reduction(+ : weighted_sum)
+#pragma omp simd simdlen(16) reduction(+ : weighted_sum)
   for (int s = 0; s < n; s++) weighted_sum += d_att[s] * att[s];
-#pragma omp simd
+#pragma omp simd simdlen(16)
   for (int s = 0; s < n; s++) d_att[s] = att[s] * (d_att[s] - weighted_sum);
 }
 
-// Backward of one head, the forward's blocks in the same order. att: (T, P+T)
-// as saved; dy_head: (T, hs), row stride C; scratch: d_att (block, P+T) and
-// values_t (hs, P+T).
-void head_backward(const AttentionDims& d, const HeadMatrices<const float>& in, const float* att,
-                   const float* dy_head, const HeadMatrices<float>& grad, float* d_att, float* values_t) {
-  const int P = d.prefix_len, L = d.n_keys, hs = d.head_size, ld_qkv = 3 * d.C, C = d.C;
-  const int block = d.causal ? kCausalBlock : d.T;
-  const bool need_d_scores = grad.query || grad.key || grad.prefix_key;
-  pack_transposed(d, in.prefix_value, in.value, values_t);  // [pv ; v]^T
-  for (int t0 = 0; t0 < d.T; t0 += block) {
-    const int rows = std::min(block, d.T - t0);
-    const int own_keys = d.causal ? t0 + rows : d.T;
-    const float* query = in.query + static_cast<int64_t>(t0) * ld_qkv;  // (rows, hs)
-    const float* att_rows = att + static_cast<int64_t>(t0) * L;        // (rows, L)
-    const float* dy = dy_head + static_cast<int64_t>(t0) * C;          // (rows, hs)
+// Per-thread scratch of the backward, in floats: a block's att and d_att
+// (block, P+T) each; the head's [pk ; k]^T and [pv ; v]^T (hs, P+T), [pk ; k]
+// (P+T, hs), q and dy (T, hs); and its gradients dq (T, hs), d[pk ; k] and
+// d[pv ; v] (P+T, hs).
+int64_t backward_scratch_size(const AttentionDims& d) {
+  const int64_t L = d.n_keys, T = d.T, hs = d.head_size;
+  return 2 * block_rows(d) * L + hs * (5 * L + 3 * T);
+}
+
+// Backward of one head, block by block as the forward. Each block's att is
+// computed again from q, k and the forward's stats (as flash attention does):
+// cheaper than storing (B, H, T, P+T) floats and reading them back from
+// memory. dy_head: (T, hs), row stride C. The gradients are summed in the
+// scratch and then written to grad, where `fresh` says whether qkv's gradient
+// holds garbage (written over) or an earlier gradient (added to).
+void head_backward(const AttentionDims& d, const HeadMatrices<const float>& in, const uint8_t* mask_row,
+                   const SoftmaxStats* stats, const float* dy_head, const HeadMatrices<float>& grad, bool fresh,
+                   float* scratch) {
+  const int P = d.prefix_len, L = d.n_keys, T = d.T, hs = d.head_size, C = d.C, ld_qkv = 3 * C;
+  const int block = block_rows(d);
+  float* att = scratch;                                          // (block, L)
+  float* d_att = att + static_cast<int64_t>(block) * L;          // (block, L)
+  float* keys_t = d_att + static_cast<int64_t>(block) * L;       // (hs, L)
+  float* values_t = keys_t + static_cast<int64_t>(hs) * L;       // (hs, L)
+  float* keys = values_t + static_cast<int64_t>(hs) * L;         // (L, hs)
+  float* queries = keys + static_cast<int64_t>(L) * hs;          // (T, hs)
+  float* dy = queries + static_cast<int64_t>(T) * hs;            // (T, hs)
+  float* d_queries = dy + static_cast<int64_t>(T) * hs;          // (T, hs)
+  float* d_keys = d_queries + static_cast<int64_t>(T) * hs;      // (L, hs)
+  float* d_values = d_keys + static_cast<int64_t>(L) * hs;       // (L, hs)
+  // Rows of d[pk ; k] and d[pv ; v] worth computing: the prefix's [0, P) and
+  // the own keys' [P, L), each only when wanted.
+  const int d_keys_from = grad.prefix_key ? 0 : P, d_values_from = grad.prefix_value ? 0 : P;
+  const bool want_d_keys = grad.prefix_key || grad.key, want_d_values = grad.prefix_value || grad.value;
+  const bool need_d_scores = grad.query || want_d_keys;
+  for (const float* rows : {in.query, in.key, in.value}) prefetch_rows(rows, ld_qkv, T, hs);
+  prefetch_rows(dy_head, C, T, hs);
+  pack_transposed(d, in.prefix_key, in.key, keys_t);
+  pack_transposed(d, in.prefix_value, in.value, values_t);
+  gather_rows(in.query, ld_qkv, T, hs, queries);
+  gather_rows(dy_head, C, T, hs, dy);
+  if (need_d_scores) pack_rows(d, in.prefix_key, in.key, keys);
+  if (want_d_keys) std::fill_n(d_keys, static_cast<int64_t>(L) * hs, 0.0f);
+  if (want_d_values) std::fill_n(d_values, static_cast<int64_t>(L) * hs, 0.0f);
+  for (int t0 = 0; t0 < T; t0 += block) {
+    const int rows = std::min(block, T - t0);
+    const int keys_seen = P + (d.causal ? t0 + rows : T);
+    const float* dy_rows = dy + static_cast<int64_t>(t0) * hs;      // (rows, hs)
+    const float* q_rows = queries + static_cast<int64_t>(t0) * hs;  // (rows, hs)
+    // att as the forward had it
+    sgemm_small(false, rows, keys_seen, hs, d.scale, q_rows, hs, keys_t, L, 0.0f, att, L);
+    for (int i = 0; i < rows; i++)
+      softmax_row_from_stats(att + static_cast<int64_t>(i) * L, P + (d.causal ? t0 + i + 1 : T), keys_seen, mask_row,
+                             stats[t0 + i]);
     // y = att [pv ; v]  ->  d_att = dy [pv ; v]^T,  d[pv ; v] += att^T dy
-    sgemm(false, false, rows, P + own_keys, hs, 1.0f, dy, C, values_t, L, 0.0f, d_att, L);
-    if (grad.prefix_value) sgemm(true, false, P, hs, rows, 1.0f, att_rows, L, dy, C, 1.0f, grad.prefix_value, C);
-    if (grad.value) sgemm(true, false, own_keys, hs, rows, 1.0f, att_rows + P, L, dy, C, 1.0f, grad.value, ld_qkv);
+    sgemm_small(false, rows, keys_seen, hs, 1.0f, dy_rows, hs, values_t, L, 0.0f, d_att, L);
+    if (want_d_values) {
+      const int to = grad.value ? keys_seen : P;
+      sgemm_small(true, to - d_values_from, hs, rows, 1.0f, att + d_values_from, L, dy_rows, hs, 1.0f,
+                  d_values + static_cast<int64_t>(d_values_from) * hs, hs);
+    }
     if (!need_d_scores) continue;
     for (int i = 0; i < rows; i++)
-      softmax_backward_row(att_rows + static_cast<int64_t>(i) * L, d_att + static_cast<int64_t>(i) * L, P + own_keys);
-    // scores = scale · q [pk ; k]^T  ->  dq += scale · d_scores [pk ; k],  d[pk ; k] += scale · d_scores^T q
-    if (grad.query) {
-      float* d_query = grad.query + static_cast<int64_t>(t0) * ld_qkv;
-      sgemm(false, false, rows, hs, P, d.scale, d_att, L, in.prefix_key, C, 1.0f, d_query, ld_qkv);
-      sgemm(false, false, rows, hs, own_keys, d.scale, d_att + P, L, in.key, ld_qkv, 1.0f, d_query, ld_qkv);
+      softmax_backward_row(att + static_cast<int64_t>(i) * L, d_att + static_cast<int64_t>(i) * L, keys_seen);
+    // scores = scale · q [pk ; k]^T  ->  dq = scale · d_scores [pk ; k],  d[pk ; k] += scale · d_scores^T q
+    if (grad.query)
+      sgemm_small(false, rows, hs, keys_seen, d.scale, d_att, L, keys, hs, 0.0f,
+                  d_queries + static_cast<int64_t>(t0) * hs, hs);
+    if (want_d_keys) {
+      const int to = grad.key ? keys_seen : P;
+      sgemm_small(true, to - d_keys_from, hs, rows, d.scale, d_att + d_keys_from, L, q_rows, hs, 1.0f,
+                  d_keys + static_cast<int64_t>(d_keys_from) * hs, hs);
     }
-    if (grad.key) sgemm(true, false, own_keys, hs, rows, d.scale, d_att + P, L, query, ld_qkv, 1.0f, grad.key, ld_qkv);
-    if (grad.prefix_key) sgemm(true, false, P, hs, rows, d.scale, d_att, L, query, ld_qkv, 1.0f, grad.prefix_key, C);
   }
+  // Write out: qkv's gradient as `fresh` says; a prefix's is added to (its targets start at zero or hold earlier gradient).
+  const int64_t own = static_cast<int64_t>(P) * hs;  // offset of the own keys' rows in d_keys, d_values
+  if (grad.query) scatter_rows(d_queries, T, hs, !fresh, grad.query, ld_qkv);
+  if (grad.key) scatter_rows(d_keys + own, T, hs, !fresh, grad.key, ld_qkv);
+  if (grad.value) scatter_rows(d_values + own, T, hs, !fresh, grad.value, ld_qkv);
+  if (grad.prefix_key) scatter_rows(d_keys, P, hs, true, grad.prefix_key, C);
+  if (grad.prefix_value) scatter_rows(d_values, P, hs, true, grad.prefix_value, C);
 }
 
 // grad (n) += Σ_b per_batch_row[b] (B, n): folds the per-row prefix gradients
@@ -267,10 +402,13 @@ void add_batch_sum(const float* per_batch_row, int B, int64_t n, float* grad) {
 }
 
 void attention_backward(const AttentionDims& d, const Tensor& qkv, const Tensor& prefix_keys,
-                        const Tensor& prefix_values, const Tensor& att, const float* d_out) {
+                        const Tensor& prefix_values, const std::vector<uint8_t>& key_mask,
+                        const std::vector<SoftmaxStats>& stats, const float* d_out) {
   const int B = d.B, H = d.n_head, T = d.T, P = d.prefix_len, L = d.n_keys;
   const int64_t prefix_size = static_cast<int64_t>(P) * d.C;
-  float* d_qkv = qkv.requires_grad() ? qkv.node()->grad_or_zeros() : nullptr;  // (B,T,3C)
+  // d_qkv (B,T,3C): a fresh buffer is not zeroed; each head writes its slices.
+  bool d_qkv_fresh = false;
+  float* d_qkv = qkv.requires_grad() ? qkv.node()->grad_for_accumulate(&d_qkv_fresh) : nullptr;
   // The gradient of a prefix shared by the batch (P,C) gets a contribution from
   // every batch row, and heads (b, h) and (b', h) run concurrently: adding into
   // it directly would race. Each b adds into its own slice of a (B,P,C) scratch
@@ -285,10 +423,8 @@ void attention_backward(const AttentionDims& d, const Tensor& qkv, const Tensor&
   Tensor d_prefix_keys_rows, d_prefix_values_rows;  // (B,P,C), only for a shared prefix
   float* d_prefix_keys = prefix_grad_target(prefix_keys, d_prefix_keys_rows);
   float* d_prefix_values = prefix_grad_target(prefix_values, d_prefix_values_rows);
-  const int block = d.causal ? std::min(kCausalBlock, T) : T;
-  // per-thread scratch: d_att (block, P+T), then [pv ; v]^T (hs, P+T)
-  const int64_t scratch_size = static_cast<int64_t>(block + d.head_size) * L;
-  Tensor scratch = Tensor::empty({omp_get_max_threads(), block + d.head_size, L});
+  const int64_t scratch_size = backward_scratch_size(d);
+  Tensor scratch = Tensor::empty({omp_get_max_threads(), static_cast<int>(scratch_size)});
   const float* prefix_keys_data = prefix_keys.defined() ? prefix_keys.data() : nullptr;
   const float* prefix_values_data = prefix_values.defined() ? prefix_values.data() : nullptr;
 
@@ -298,10 +434,11 @@ void attention_backward(const AttentionDims& d, const Tensor& qkv, const Tensor&
       HeadMatrices<const float> in =
           head_matrices(d, qkv.data(), prefix_keys_data, prefix_values_data, b, h, d.prefix_per_row ? b : 0);
       HeadMatrices<float> grad = head_matrices(d, d_qkv, d_prefix_keys, d_prefix_values, b, h, b);
-      const float* head_att = att.data() + (static_cast<int64_t>(b) * H + h) * T * L;  // (T, L)
+      const uint8_t* mask_row = key_mask.empty() ? nullptr : key_mask.data() + static_cast<int64_t>(b) * L;  // (P+T)
+      const SoftmaxStats* head_stats = stats.data() + (static_cast<int64_t>(b) * H + h) * T;       // (T)
       const float* dy_head = d_out + static_cast<int64_t>(b) * T * d.C + static_cast<int64_t>(h) * d.head_size;
-      float* d_att = scratch.data() + omp_get_thread_num() * scratch_size;
-      head_backward(d, in, head_att, dy_head, grad, d_att, d_att + static_cast<int64_t>(block) * L);
+      head_backward(d, in, mask_row, head_stats, dy_head, grad, d_qkv_fresh,
+                    scratch.data() + omp_get_thread_num() * scratch_size);
     }
 
   if (d_prefix_keys_rows.defined())
@@ -319,10 +456,10 @@ Tensor attention(const Tensor& qkv, const AttentionOptions& options) {
   const Tensor& prefix_values = options.prefix_values;
   const bool recording = needs_grad({&qkv, &prefix_keys, &prefix_values});
   Tensor out = Tensor::empty({B, T, d.C});  // (B,T,C)
-  // att is kept for backward when recording, (B,H,T,P+T); otherwise each
-  // thread reuses one head's worth, (threads,T,P+T).
-  Tensor att = recording ? Tensor::empty({B, H, T, L}) : Tensor::empty({omp_get_max_threads(), T, L});
-  Tensor keys_t = Tensor::empty({omp_get_max_threads(), d.head_size, L});  // per-thread scratch
+  // The backward gets each query's softmax stats, (B,H,T), not att itself.
+  auto stats = std::make_shared<std::vector<SoftmaxStats>>(recording ? static_cast<size_t>(B) * H * T : 0);
+  const int64_t scratch_size = forward_scratch_size(d);
+  Tensor scratch = Tensor::empty({omp_get_max_threads(), static_cast<int>(scratch_size)});
   const float* prefix_keys_data = prefix_keys.defined() ? prefix_keys.data() : nullptr;
   const float* prefix_values_data = prefix_values.defined() ? prefix_values.data() : nullptr;
 
@@ -331,18 +468,16 @@ Tensor attention(const Tensor& qkv, const AttentionOptions& options) {
     for (int h = 0; h < H; h++) {
       HeadMatrices<const float> in =
           head_matrices(d, qkv.data(), prefix_keys_data, prefix_values_data, b, h, d.prefix_per_row ? b : 0);
-      int64_t att_index = recording ? static_cast<int64_t>(b) * H + h : omp_get_thread_num();
-      float* head_att = att.data() + att_index * T * L;
+      SoftmaxStats* head_stats = recording ? stats->data() + (static_cast<int64_t>(b) * H + h) * T : nullptr;
       const uint8_t* mask_row =
           options.key_mask.empty() ? nullptr : options.key_mask.data() + static_cast<int64_t>(b) * L;  // (P+T)
       float* out_head = out.data() + static_cast<int64_t>(b) * T * d.C + static_cast<int64_t>(h) * d.head_size;
-      float* head_keys_t = keys_t.data() + static_cast<int64_t>(omp_get_thread_num()) * d.head_size * L;
-      head_forward(d, in, mask_row, head_att, out_head, head_keys_t);
+      head_forward(d, in, mask_row, out_head, head_stats, scratch.data() + omp_get_thread_num() * scratch_size);
     }
 
   if (recording)
-    record(out, "attention", [d, qkv, prefix_keys, prefix_values, att](Node& node) {
-      attention_backward(d, qkv, prefix_keys, prefix_values, att, node.grad.data());
+    record(out, "attention", [d, qkv, prefix_keys, prefix_values, key_mask = options.key_mask, stats](Node& node) {
+      attention_backward(d, qkv, prefix_keys, prefix_values, key_mask, *stats, node.grad.data());
     });
   return out;
 }

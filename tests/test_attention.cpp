@@ -169,6 +169,10 @@ TEST_CASE("attention: fused kernel equals the reference, forward and backward") 
   check_fused_matches_reference(3, 17, 24, 4, 5);
   // T > the causal block (kCausalBlock = 32 rows): several blocks, the last one partial.
   check_fused_matches_reference(2, 150, 16, 2, 3);
+  // Head sizes 32 and 16 run sgemm_small's register tiles (the ones above, its
+  // plain loops); 20 prefix rows make key counts that are not multiples of 16.
+  check_fused_matches_reference(2, 70, 64, 2, 20);
+  check_fused_matches_reference(2, 45, 48, 3, 7);
 }
 
 TEST_CASE("attention: the output without a tape equals the output with one") {

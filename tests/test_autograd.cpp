@@ -229,6 +229,31 @@ TEST_CASE("sgemm: OpenBLAS equals the naive reference on odd shapes and strides"
       }
 }
 
+// sgemm_small's paths: 32- and 16-wide register tiles of 8 rows, the leftover
+// rows one at a time, the last N % 16 columns by a plain loop; A read as is
+// and transposed; beta 0 (C not read: the NaN put there must not leak) and
+// beta 0.3. The padding between rows of C must come back untouched.
+TEST_CASE("sgemm_small equals the naive reference on every tile path") {
+  Rng rng(12);
+  for (auto [M, N, K] : std::vector<std::array<int, 3>>{
+           {1, 1, 1}, {8, 32, 32}, {32, 256, 32}, {32, 32, 256}, {17, 48, 9}, {9, 55, 33}, {3, 5, 0}, {40, 70, 1}})
+    for (bool ta_ : {false, true})
+      for (float beta : {0.0f, 0.3f}) {
+        INFO("M=" << M << " N=" << N << " K=" << K << " trans_a=" << ta_ << " beta=" << beta);
+        int lda = (ta_ ? M : K) + 3, ldb = N + 2, ldc = N + 1;  // padded leading dimensions
+        std::vector<float> A((ta_ ? K : M) * lda + 1), B(K * ldb + 1), C1(M * ldc + 1);
+        for (auto* v : {&A, &B, &C1})
+          for (auto& e : *v) e = rng.normal();
+        if (beta == 0.0f)
+          for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) C1[i * ldc + j] = NAN;
+        std::vector<float> C2(C1);
+        sgemm_small(ta_, M, N, K, 0.7f, A.data(), lda, B.data(), ldb, beta, C1.data(), ldc);
+        sgemm_naive(ta_, false, M, N, K, 0.7f, A.data(), lda, B.data(), ldb, beta, C2.data(), ldc);
+        for (size_t i = 0; i < C1.size(); i++) CHECK(C1[i] == doctest::Approx(C2[i]).epsilon(1e-4));
+      }
+}
+
 TEST_CASE("backward pruning: frozen inputs are not recorded and get no gradient buffer") {
   Rng rng(11);
   Tensor frozen_w = random_tensor({4, 3}, rng), x = random_tensor({2, 4}, rng);
