@@ -241,13 +241,37 @@ void scatter_rows(const float* packed, int n, int hs, bool add, float* rows, int
   }
 }
 
-// Asks the memory system for n rows of hs floats, row stride ld, all at
-// once, before they are read. Rows 3C floats apart each sit on their own
-// page, where the hardware prefetcher does not follow; read one by one, each
-// would wait a full memory latency.
-void prefetch_rows(const float* rows, int64_t ld, int n, int hs) {
-  for (int s = 0; s < n; s++)
-    for (int i = 0; i < hs; i += 16) __builtin_prefetch(rows + s * ld + i);
+// The rows of the head a thread computes next, to be fetched from memory
+// while it computes this one. A head's rows lie 3C (or C) floats apart, each
+// on its own page, where the hardware prefetcher does not follow: read (or
+// written) only when needed, each would wait a full memory latency. Each block
+// of a head asks for its share of the next head's rows (prefetch_next_rows).
+struct NextHead {
+  struct Rows {
+    const float* first;  // row 0
+    int64_t ld;          // row stride
+    bool write;          // to be written (fetched for ownership) rather than read
+  };
+  Rows rows[8];
+  int count = 0;
+  void add(const float* first, int64_t ld, bool write) {
+    if (first) rows[count++] = {first, ld, write};
+  }
+};
+
+// Rows [from, to) of every stream of `next`, hs floats each. (noipa: GCC 12
+// finds that a function doing nothing but prefetch has no effect, and
+// deletes it and every call to it.)
+__attribute__((noipa)) void prefetch_next_rows(const NextHead& next, int from, int to, int hs) {
+  for (int k = 0; k < next.count; k++)
+    for (int s = from; s < to; s++)
+      for (int i = 0; i < hs; i += 16) {  // one cache line = 16 floats
+        const float* p = next.rows[k].first + s * next.rows[k].ld + i;
+        if (next.rows[k].write)
+          __builtin_prefetch(p, 1);
+        else
+          __builtin_prefetch(p, 0);
+      }
 }
 
 // The head's keys or values [prefix ; own] as one (P+T, hs) contiguous matrix.
@@ -272,13 +296,12 @@ int64_t forward_scratch_size(const AttentionDims& d) {
 // A causal block's rows of att are computed only up to the block's last key,
 // P + keys: the entries further right are masked for all of its queries.
 void head_forward(const AttentionDims& d, const HeadMatrices<const float>& in, const uint8_t* mask_row,
-                  float* out_head, SoftmaxStats* stats, float* scratch) {
+                  float* out_head, SoftmaxStats* stats, const NextHead& next, float* scratch) {
   const int P = d.prefix_len, L = d.n_keys, hs = d.head_size, ld_qkv = 3 * d.C, C = d.C;
   const int block = block_rows(d);
   float* att = scratch;                                          // (block, L)
   float* keys_t = att + static_cast<int64_t>(block) * L;         // (hs, L)
   float* values = keys_t + static_cast<int64_t>(hs) * L;         // (L, hs)
-  for (const float* rows : {in.query, in.key, in.value}) prefetch_rows(rows, ld_qkv, d.T, hs);
   pack_transposed(d, in.prefix_key, in.key, keys_t);
   pack_rows(d, in.prefix_value, in.value, values);
   for (int t0 = 0; t0 < d.T; t0 += block) {
@@ -291,6 +314,7 @@ void head_forward(const AttentionDims& d, const HeadMatrices<const float>& in, c
       const int visible_end = P + (d.causal ? t0 + i + 1 : d.T);
       SoftmaxStats row_stats = masked_softmax_row(att + static_cast<int64_t>(i) * L, visible_end, keys, mask_row);
       if (stats) stats[t0 + i] = row_stats;
+      prefetch_next_rows(next, t0 + i, t0 + i + 1, hs);  // a row at a time, between the exps
     }
     // y = att [pv ; v]
     sgemm_small(false, rows, hs, keys, 1.0f, att, L, values, hs, 0.0f, out_head + static_cast<int64_t>(t0) * C, C);
@@ -324,7 +348,7 @@ int64_t backward_scratch_size(const AttentionDims& d) {
 // holds garbage (written over) or an earlier gradient (added to).
 void head_backward(const AttentionDims& d, const HeadMatrices<const float>& in, const uint8_t* mask_row,
                    const SoftmaxStats* stats, const float* dy_head, const HeadMatrices<float>& grad, bool fresh,
-                   float* scratch) {
+                   const NextHead& next, float* scratch) {
   const int P = d.prefix_len, L = d.n_keys, T = d.T, hs = d.head_size, C = d.C, ld_qkv = 3 * C;
   const int block = block_rows(d);
   float* att = scratch;                                          // (block, L)
@@ -342,8 +366,6 @@ void head_backward(const AttentionDims& d, const HeadMatrices<const float>& in, 
   const int d_keys_from = grad.prefix_key ? 0 : P, d_values_from = grad.prefix_value ? 0 : P;
   const bool want_d_keys = grad.prefix_key || grad.key, want_d_values = grad.prefix_value || grad.value;
   const bool need_d_scores = grad.query || want_d_keys;
-  for (const float* rows : {in.query, in.key, in.value}) prefetch_rows(rows, ld_qkv, T, hs);
-  prefetch_rows(dy_head, C, T, hs);
   pack_transposed(d, in.prefix_key, in.key, keys_t);
   pack_transposed(d, in.prefix_value, in.value, values_t);
   gather_rows(in.query, ld_qkv, T, hs, queries);
@@ -358,9 +380,11 @@ void head_backward(const AttentionDims& d, const HeadMatrices<const float>& in, 
     const float* q_rows = queries + static_cast<int64_t>(t0) * hs;  // (rows, hs)
     // att as the forward had it
     sgemm_small(false, rows, keys_seen, hs, d.scale, q_rows, hs, keys_t, L, 0.0f, att, L);
-    for (int i = 0; i < rows; i++)
+    for (int i = 0; i < rows; i++) {
       softmax_row_from_stats(att + static_cast<int64_t>(i) * L, P + (d.causal ? t0 + i + 1 : T), keys_seen, mask_row,
                              stats[t0 + i]);
+      prefetch_next_rows(next, t0 + i, t0 + i + 1, hs);
+    }
     // y = att [pv ; v]  ->  d_att = dy [pv ; v]^T,  d[pv ; v] += att^T dy
     sgemm_small(false, rows, keys_seen, hs, 1.0f, dy_rows, hs, values_t, L, 0.0f, d_att, L);
     if (want_d_values) {
@@ -428,18 +452,28 @@ void attention_backward(const AttentionDims& d, const Tensor& qkv, const Tensor&
   const float* prefix_keys_data = prefix_keys.defined() ? prefix_keys.data() : nullptr;
   const float* prefix_values_data = prefix_values.defined() ? prefix_values.data() : nullptr;
 
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int b = 0; b < B; b++)
-    for (int h = 0; h < H; h++) {
-      HeadMatrices<const float> in =
-          head_matrices(d, qkv.data(), prefix_keys_data, prefix_values_data, b, h, d.prefix_per_row ? b : 0);
-      HeadMatrices<float> grad = head_matrices(d, d_qkv, d_prefix_keys, d_prefix_values, b, h, b);
-      const uint8_t* mask_row = key_mask.empty() ? nullptr : key_mask.data() + static_cast<int64_t>(b) * L;  // (P+T)
-      const SoftmaxStats* head_stats = stats.data() + (static_cast<int64_t>(b) * H + h) * T;       // (T)
-      const float* dy_head = d_out + static_cast<int64_t>(b) * T * d.C + static_cast<int64_t>(h) * d.head_size;
-      head_backward(d, in, mask_row, head_stats, dy_head, grad, d_qkv_fresh,
-                    scratch.data() + omp_get_thread_num() * scratch_size);
+  auto dy_of = [&](int b, int h) {  // (T, hs), row stride C
+    return d_out + static_cast<int64_t>(b) * T * d.C + static_cast<int64_t>(h) * d.head_size;
+  };
+#pragma omp parallel for schedule(static)
+  for (int head = 0; head < B * H; head++) {
+    const int b = head / H, h = head % H;
+    HeadMatrices<const float> in =
+        head_matrices(d, qkv.data(), prefix_keys_data, prefix_values_data, b, h, d.prefix_per_row ? b : 0);
+    HeadMatrices<float> grad = head_matrices(d, d_qkv, d_prefix_keys, d_prefix_values, b, h, b);
+    const uint8_t* mask_row = key_mask.empty() ? nullptr : key_mask.data() + static_cast<int64_t>(b) * L;  // (P+T)
+    NextHead next;  // head + 1: this thread's next unless this is its last
+    if (head + 1 < B * H) {
+      const int b2 = (head + 1) / H, h2 = (head + 1) % H;
+      HeadMatrices<const float> in2 = head_matrices<const float>(d, qkv.data(), nullptr, nullptr, b2, h2, 0);
+      HeadMatrices<float> grad2 = head_matrices<float>(d, d_qkv, nullptr, nullptr, b2, h2, 0);
+      for (const float* rows : {in2.query, in2.key, in2.value}) next.add(rows, 3 * d.C, false);
+      next.add(dy_of(b2, h2), d.C, false);
+      for (float* rows : {grad2.query, grad2.key, grad2.value}) next.add(rows, 3 * d.C, true);
     }
+    head_backward(d, in, mask_row, stats.data() + static_cast<int64_t>(head) * T, dy_of(b, h), grad, d_qkv_fresh,
+                  next, scratch.data() + omp_get_thread_num() * scratch_size);
+  }
 
   if (d_prefix_keys_rows.defined())
     add_batch_sum(d_prefix_keys_rows.data(), B, prefix_size, prefix_keys.node()->grad_or_zeros());
@@ -463,17 +497,26 @@ Tensor attention(const Tensor& qkv, const AttentionOptions& options) {
   const float* prefix_keys_data = prefix_keys.defined() ? prefix_keys.data() : nullptr;
   const float* prefix_values_data = prefix_values.defined() ? prefix_values.data() : nullptr;
 
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int b = 0; b < B; b++)
-    for (int h = 0; h < H; h++) {
-      HeadMatrices<const float> in =
-          head_matrices(d, qkv.data(), prefix_keys_data, prefix_values_data, b, h, d.prefix_per_row ? b : 0);
-      SoftmaxStats* head_stats = recording ? stats->data() + (static_cast<int64_t>(b) * H + h) * T : nullptr;
-      const uint8_t* mask_row =
-          options.key_mask.empty() ? nullptr : options.key_mask.data() + static_cast<int64_t>(b) * L;  // (P+T)
-      float* out_head = out.data() + static_cast<int64_t>(b) * T * d.C + static_cast<int64_t>(h) * d.head_size;
-      head_forward(d, in, mask_row, out_head, head_stats, scratch.data() + omp_get_thread_num() * scratch_size);
+  auto out_of = [&](int b, int h) {  // (T, hs), row stride C
+    return out.data() + static_cast<int64_t>(b) * T * d.C + static_cast<int64_t>(h) * d.head_size;
+  };
+#pragma omp parallel for schedule(static)
+  for (int head = 0; head < B * H; head++) {
+    const int b = head / H, h = head % H;
+    HeadMatrices<const float> in =
+        head_matrices(d, qkv.data(), prefix_keys_data, prefix_values_data, b, h, d.prefix_per_row ? b : 0);
+    SoftmaxStats* head_stats = recording ? stats->data() + static_cast<int64_t>(head) * T : nullptr;
+    const uint8_t* mask_row =
+        options.key_mask.empty() ? nullptr : options.key_mask.data() + static_cast<int64_t>(b) * L;  // (P+T)
+    NextHead next;  // head + 1: this thread's next unless this is its last
+    if (head + 1 < B * H) {
+      const int b2 = (head + 1) / H, h2 = (head + 1) % H;
+      HeadMatrices<const float> in2 = head_matrices<const float>(d, qkv.data(), nullptr, nullptr, b2, h2, 0);
+      for (const float* rows : {in2.query, in2.key, in2.value}) next.add(rows, 3 * d.C, false);
+      next.add(out_of(b2, h2), d.C, true);
     }
+    head_forward(d, in, mask_row, out_of(b, h), head_stats, next, scratch.data() + omp_get_thread_num() * scratch_size);
+  }
 
   if (recording)
     record(out, "attention", [d, qkv, prefix_keys, prefix_values, key_mask = options.key_mask, stats](Node& node) {

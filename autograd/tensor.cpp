@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <unordered_map>
 
+#include <sys/mman.h>
+
 namespace ta {
 
 // ---------------------------------------------------------------------------
@@ -66,6 +68,8 @@ constexpr bool kPooling = true;
 #endif
 
 namespace {
+constexpr size_t kHugePage = size_t{2} << 20;  // x86-64's transparent huge page: 2 MiB
+
 struct Pool {
   std::mutex mutex;
   std::unordered_map<size_t, std::vector<float*>> free_by_size;
@@ -93,9 +97,22 @@ static float* pool_acquire(size_t n) {
   }
   // 64-byte alignment for vector loads; under AddressSanitizer the exact size,
   // so that writing one float past the end is reported.
-  size_t aligned = (bytes + 63) / 64 * 64;
-  void* ptr = kPooling ? std::aligned_alloc(64, aligned ? aligned : 64) : std::malloc(bytes ? bytes : 1);
+  if (!kPooling) {
+    void* ptr = std::malloc(bytes ? bytes : 1);
+    if (!ptr) throw std::bad_alloc();
+    return static_cast<float*>(ptr);
+  }
+  // Buffers of 2 MiB and more start on a 2 MiB boundary and ask the kernel
+  // for transparent huge pages: one TLB entry then covers 2 MiB instead of
+  // 4 KiB. The ops walk such buffers with large strides (a head's rows in
+  // attention are 3C floats apart, a page each), where 4 KiB pages cost a
+  // page walk per row.
+  const bool huge = bytes >= kHugePage;
+  const size_t alignment = huge ? kHugePage : 64;
+  const size_t rounded = bytes == 0 ? 64 : (bytes + alignment - 1) / alignment * alignment;
+  void* ptr = std::aligned_alloc(alignment, rounded);
   if (!ptr) throw std::bad_alloc();
+  if (huge) madvise(ptr, rounded, MADV_HUGEPAGE);  // a hint: without THP the pages stay 4 KiB
   return static_cast<float*>(ptr);
 }
 
