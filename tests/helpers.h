@@ -2,6 +2,7 @@
 #pragma once
 #include <doctest/doctest.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 
 #include <algorithm>
 #include <cmath>
@@ -95,6 +96,15 @@ inline adapt::MethodConfig small_method_config(const std::string& method) {
 inline std::string tinyadapt_binary() {
   const char* bin = std::getenv("TINYADAPT_BIN");
   return bin ? bin : "./tinyadapt";
+}
+
+// Runs `tinyadapt <arguments>`; returns its exit status and fills `output`
+// with its stdout (kept in scratch/stdout.txt); stderr is dropped.
+inline int run_cli(const std::string& arguments, std::string& output, const std::string& scratch) {
+  const std::string out_path = scratch + "/stdout.txt";
+  const int status = std::system((tinyadapt_binary() + " " + arguments + " >" + out_path + " 2>/dev/null").c_str());
+  output = read_file(out_path);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 }  // namespace ta::testing

@@ -37,6 +37,7 @@
 using namespace ta;
 using ta::testing::max_relative_diff;
 using ta::testing::ScratchDir;
+using ta::testing::run_cli;
 using ta::testing::tinyadapt_binary;
 using ta::testing::torch_available;
 using namespace ta::adapt;
@@ -445,14 +446,6 @@ TEST_CASE("lora: PEFT parity, committed fixture from the PyTorch reference") {
 // suite; TINYADAPT_BIN names another one)
 
 namespace {
-
-// Runs the command line; returns its exit status and fills `output` with stdout.
-int run_cli(const std::string& arguments, std::string& output, const std::string& scratch) {
-  const std::string out_path = scratch + "/stdout.txt";
-  const int status = std::system((tinyadapt_binary() + " " + arguments + " >" + out_path + " 2>/dev/null").c_str());
-  output = read_file(out_path);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 double eval_lm_loss(const std::string& arguments, const std::string& scratch) {
   std::string output;

@@ -8,6 +8,9 @@
 // `--method M` does the same for any registered method with its defaults
 // (prefix, prompt: k = 20 virtual tokens, and the text shortened by k so
 // that every step runs the same ctx positions; adapter; bitfit; lora r8).
+// `--methods full,lora,prefix,prompt` times several setups in one process,
+// their steps taken in turn, and prints each one's median: the ratios between
+// methods then do not move with the machine's speed from run to run.
 // `--probe` compares one epoch of probing on cached features with one epoch
 // of full fine-tuning (both with a linear head on the pooled last layer, over
 // 8 batches of random sequences), and reports the one-off feature caching.
@@ -276,6 +279,108 @@ int run_probe_bench(const ModelConfig& c, int batch, int batches, bool as_json) 
   return 0;
 }
 
+// One training setup of the step benchmark: a GPT of shape c (seed 1337),
+// trained in full ("full") or with a method of adapt/ (LoRA at alpha 16 as
+// the peer), AdamW, and random token windows. step(i) runs and times one
+// step: zero_grad + forward + loss + backward + AdamW, as the peer.
+struct TrainingStep {
+  std::string name;
+  GPT model;
+  std::unique_ptr<adapt::Method> method;  // null: full fine-tuning
+  std::unique_ptr<AdamW> opt;
+  std::vector<int> tokens;
+  int batch, T;
+  float last_loss = 0;
+
+  TrainingStep(const ModelConfig& c, const std::string& method_name, int lora_rank, int batch_size)
+      : name(method_name), model(c, 1337), batch(batch_size), T(c.n_positions) {
+    std::vector<OptimParam> params;
+    if (name != "full") {
+      adapt::MethodConfig config;
+      config.method = name;
+      config.lora_rank = lora_rank;
+      config.lora_alpha = 16.0f;
+      method = adapt::make_method(config);
+      adapt::AttachContext context;
+      context.vocab_size = c.vocab_size;
+      Rng rng(7);
+      method->attach(model, context, rng);
+      method->set_training(true);
+      params = method->trainable_parameters();
+      if (name == "prefix" || name == "prompt") {  // the text shortened by k: the same positions per step
+        T -= config.num_virtual_tokens;
+        if (T < 1)
+          throw InputError("bench: --ctx " + std::to_string(c.n_positions) + " leaves no text beside " + name + "'s " +
+                           std::to_string(config.num_virtual_tokens) + " virtual tokens");
+      }
+      if (params.empty()) throw InputError("bench: method " + name + " trains nothing below a head");
+    } else {
+      for (auto& [param_name, t] : model.named_parameters())
+        params.push_back({param_name, t, default_weight_decay(param_name, t)});
+    }
+    opt = std::make_unique<AdamW>(params, AdamWConfig{0.9f, 0.95f, 1e-8f, 0.1f});
+    Rng data_rng(1337);
+    tokens.resize(static_cast<size_t>(8 * batch * (c.n_positions + 1)));
+    for (int& t : tokens) t = data_rng.below(c.vocab_size);
+  }
+
+  int64_t trainable() const { return opt->state_floats() / 2; }
+
+  double step(int i) {
+    Rng rng = step_rng(1337, i % 8);
+    TokenBatch b = sample_windows(tokens, batch, T, rng);
+    const double t0 = now_ms();
+    opt->zero_grad();
+    ForwardOptions options;
+    if (method) method->prepare(options, batch);  // the method's per-call parts (prefixes), recorded on the tape
+    Tensor loss = model.loss(b.inputs, b.targets, batch, T, options);
+    backward(loss);
+    opt->step(3e-4f);
+    const double dt = now_ms() - t0;
+    last_loss = loss.item();
+    return dt;
+  }
+};
+
+std::vector<std::string> split_commas(const std::string& list) {
+  std::vector<std::string> parts;
+  size_t from = 0;
+  while (from <= list.size()) {
+    const size_t comma = std::min(list.find(',', from), list.size());
+    if (comma > from) parts.push_back(list.substr(from, comma - from));
+    from = comma + 1;
+  }
+  return parts;
+}
+
+// --methods full,lora,...: every method's step timed in turn, step after
+// step, in one process, so that the machine's changing speed hits all alike
+// and their ratios hold still between runs. (Peak memory needs one process
+// per method: see the single-method mode.)
+int run_interleaved(const ModelConfig& c, int batch, int steps, int warmup, const std::vector<std::string>& names,
+                    bool as_json) {
+  if (names.empty()) throw InputError("bench: --methods needs a comma-separated list, e.g. full,lora");
+  std::vector<std::unique_ptr<TrainingStep>> runs;
+  for (const std::string& name : names) runs.push_back(std::make_unique<TrainingStep>(c, name, 8, batch));
+  std::vector<std::vector<double>> times(runs.size());
+  for (int step = 0; step < warmup + steps; step++)
+    for (size_t m = 0; m < runs.size(); m++) {
+      const double dt = runs[m]->step(step);
+      if (step >= warmup) times[m].push_back(dt);
+    }
+  json::Value out = json::Value::object();
+  std::printf("ms/step, median over %d steps, the methods' steps taken in turn:", steps);
+  for (size_t m = 0; m < runs.size(); m++) {
+    std::sort(times[m].begin(), times[m].end());
+    const double median = times[m][times[m].size() / 2];
+    std::printf(" %s %.1f", runs[m]->name.c_str(), median);
+    out.set(runs[m]->name, median);
+  }
+  std::printf("\n");
+  if (as_json) std::printf("JSON %s\n", out.dump().c_str());
+  return 0;
+}
+
 int run_bench(Args& args) {
   const int threads = static_cast<int>(args.integer("threads", 2));
   omp_set_num_threads(threads);
@@ -296,6 +401,7 @@ int run_bench(Args& args) {
   const int steps = static_cast<int>(args.integer("steps", 20)), warmup = static_cast<int>(args.integer("warmup", 3));
   const int lora_rank = static_cast<int>(args.integer("lora", 0));
   std::string method_name = args.str("method", "");
+  const std::string methods = args.str("methods", "");
   const bool probe = args.flag("probe");
   const bool as_json = args.flag("json");
   const bool serve = args.flag("serve");
@@ -312,59 +418,23 @@ int run_bench(Args& args) {
 
   if (probe) return run_probe_bench(c, batch, steps, as_json);
 
-  GPT model(c, 1337);
-  std::vector<OptimParam> params;
-  std::unique_ptr<adapt::Method> method;  // the project's own (adapt/*.cpp); LoRA at alpha 16 as the peer
-  ForwardOptions options;
-  int T = c.n_positions;
+  if (!methods.empty()) return run_interleaved(c, batch, steps, warmup, split_commas(methods), as_json);
   if (lora_rank > 0 && method_name.empty()) method_name = "lora";
-  if (!method_name.empty()) {
-    adapt::MethodConfig config;
-    config.method = method_name;
-    config.lora_rank = lora_rank > 0 ? lora_rank : 8;
-    config.lora_alpha = 16.0f;
-    method = adapt::make_method(config);
-    adapt::AttachContext context;
-    context.vocab_size = c.vocab_size;
-    Rng rng(7);
-    method->attach(model, context, rng);
-    method->set_training(true);
-    params = method->trainable_parameters();
-    if (method_name == "prefix" || method_name == "prompt") T -= config.num_virtual_tokens;  // same positions per step
-    if (params.empty()) throw InputError("bench: method " + method_name + " trains nothing below a head");
-  } else {
-    for (auto& [name, t] : model.named_parameters()) params.push_back({name, t, default_weight_decay(name, t)});
-  }
-  AdamW opt(params, {0.9f, 0.95f, 1e-8f, 0.1f});
-
-  Rng data_rng(1337);
-  std::vector<int> tokens(static_cast<size_t>(8 * batch * (c.n_positions + 1)));
-  for (int& t : tokens) t = data_rng.below(c.vocab_size);
+  TrainingStep run(c, method_name.empty() ? "full" : method_name, lora_rank > 0 ? lora_rank : 8, batch);
   std::vector<double> times;
   float first_loss = 0, last_loss = 0;
   for (int step = 0; step < warmup + steps; step++) {
-    Rng rng = step_rng(1337, step % 8);
-    TokenBatch b = sample_windows(tokens, batch, T, rng);
-    double t0 = now_ms();
-    opt.zero_grad();
-    if (method) {  // the method's per-call parts (prefixes), recorded on the tape like the rest
-      options = ForwardOptions();
-      method->prepare(options, batch);
-    }
-    Tensor loss = model.loss(b.inputs, b.targets, batch, T, options);
-    backward(loss);
-    opt.step(3e-4f);
-    double dt = now_ms() - t0;
-    last_loss = loss.item();
-    if (step == 0) first_loss = last_loss;
+    const double dt = run.step(step);
+    if (step == 0) first_loss = run.last_loss;
+    last_loss = run.last_loss;
     if (step >= warmup) times.push_back(dt);
   }
   std::sort(times.begin(), times.end());
   const double median = times[times.size() / 2], best = times.front();
-  const double tokens_per_step = static_cast<double>(batch) * T;
+  const double tokens_per_step = static_cast<double>(batch) * run.T;
   const double rss = peak_rss_mb();
-  std::printf("params total=%lld trainable=%lld threads=%d method=%s\n", static_cast<long long>(model.count_parameters()),
-              static_cast<long long>(opt.state_floats() / 2), threads, method ? method_name.c_str() : "full");
+  std::printf("params total=%lld trainable=%lld threads=%d method=%s\n", static_cast<long long>(run.model.count_parameters()),
+              static_cast<long long>(run.trainable()), threads, run.name.c_str());
   std::printf("ms/step min %.1f median %.1f over %d steps | tokens/s (median) %.0f | peak RSS %.0f MiB | loss %.3f -> %.3f\n",
               best, median, steps, tokens_per_step / median * 1000.0, rss, first_loss, last_loss);
   if (as_json) {
@@ -374,8 +444,8 @@ int run_bench(Args& args) {
     out.set("tok_s_median", tokens_per_step / median * 1000.0);
     out.set("peak_rss_mb", rss);
     out.set("threads", threads);
-    out.set("method", method ? method_name : std::string("full"));
-    out.set("trainable", static_cast<double>(opt.state_floats() / 2));
+    out.set("method", run.name);
+    out.set("trainable", static_cast<double>(run.trainable()));
     out.set("loss_first", first_loss);
     out.set("loss_last", last_loss);
     std::printf("JSON %s\n", out.dump().c_str());
@@ -388,7 +458,7 @@ int run_bench(Args& args) {
 static Command bench_cmd{
     "bench", "training-step benchmark (the same measurement as the PyTorch peer), or sgemm GFLOP/s",
     "usage: tinyadapt bench [--vocab V --ctx T --d C --layers L --heads H --batch B] [--steps N --warmup N]\n"
-    "                       [--threads N] [--lora R | --method M | --probe] [--json]\n"
+    "                       [--threads N] [--lora R | --method M | --methods M1,M2,... | --probe] [--json]\n"
     "       tinyadapt bench --sgemm N [--repeats K]\n"
     "       tinyadapt bench --serve [--vocab V --ctx T --d C --layers L --heads H] [--min-tokens N --max-tokens M]\n"
     "                       [--repeats K] [--threads N] [--json]\n"
