@@ -191,7 +191,7 @@ SoftmaxStats masked_softmax_row(float* row, int visible_end, int row_end, const 
 }
 
 // The same row rebuilt in the backward from the same scores and the forward's
-// stats: the same operations on the same numbers, so the same att, bit for bit.
+// stats, by the same operations (exp_fast of score - max, times 1/sum).
 void softmax_row_from_stats(float* row, int visible_end, int row_end, const uint8_t* mask, SoftmaxStats stats) {
   if (stats.max == -INFINITY) {
     std::fill(row, row + row_end, 0.0f);
@@ -218,12 +218,11 @@ void pack_transposed(const AttentionDims& d, const float* prefix_rows, const flo
   }
 }
 
-// n rows of hs floats, row stride ld, copied to (n, hs) contiguous and back.
-// A head's rows lie 3C (or C) floats apart, each on its own page of memory
-// for C >= 1024/3; the products read them many times, from a copy that fits
-// in a few pages and in the first-level cache.
-// (The loops are `omp simd` so that GCC keeps them inline rather than calling
-// memmove for every 128-byte row.)
+// n rows of hs floats, row stride ld, copied to (n, hs) contiguous, and back
+// (written, or added to). A head's rows lie 3C (or C) floats apart; the
+// products read them many times, from a copy that sits in the first-level
+// cache. (The loops are `omp simd` so that GCC keeps them inline rather than
+// calling memmove for every 128-byte row.)
 void gather_rows(const float* rows, int64_t ld, int n, int hs, float* out) {
   for (int s = 0; s < n; s++) {
     const float* from = rows + s * ld;
@@ -236,16 +235,21 @@ void scatter_rows(const float* packed, int n, int hs, bool add, float* rows, int
   for (int s = 0; s < n; s++) {
     const float* from = packed + static_cast<int64_t>(s) * hs;
     float* to = rows + s * ld;
+    if (add) {
 #pragma omp simd
-    for (int i = 0; i < hs; i++) to[i] = (add ? to[i] : 0.0f) + from[i];
+      for (int i = 0; i < hs; i++) to[i] += from[i];
+    } else {
+#pragma omp simd
+      for (int i = 0; i < hs; i++) to[i] = from[i];
+    }
   }
 }
 
 // The rows of the head a thread computes next, to be fetched from memory
-// while it computes this one. A head's rows lie 3C (or C) floats apart, each
-// on its own page, where the hardware prefetcher does not follow: read (or
-// written) only when needed, each would wait a full memory latency. Each block
-// of a head asks for its share of the next head's rows (prefetch_next_rows).
+// while it computes this one. A head's rows lie 3C (or C) floats apart, a
+// stride the hardware prefetcher does not follow: read (or written) only when
+// needed, each row would wait a full memory latency. Each row of softmax work
+// in this head asks for one row of the next head's (prefetch_next_rows).
 struct NextHead {
   struct Rows {
     const float* first;  // row 0
