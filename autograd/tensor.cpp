@@ -106,13 +106,13 @@ static float* pool_acquire(size_t n) {
   // for transparent huge pages: one TLB entry then covers 2 MiB instead of
   // 4 KiB. The ops walk such buffers with large strides (a head's rows in
   // attention are 3C floats apart, a page each), where 4 KiB pages cost a
-  // page walk per row.
+  // page walk per row. The size is not rounded up: the last partial 2 MiB
+  // stays on 4 KiB pages, so a buffer occupies no more memory than before.
   const bool huge = bytes >= kHugePage;
-  const size_t alignment = huge ? kHugePage : 64;
-  const size_t rounded = bytes == 0 ? 64 : (bytes + alignment - 1) / alignment * alignment;
-  void* ptr = std::aligned_alloc(alignment, rounded);
-  if (!ptr) throw std::bad_alloc();
-  if (huge) madvise(ptr, rounded, MADV_HUGEPAGE);  // a hint: without THP the pages stay 4 KiB
+  void* ptr = nullptr;
+  if (posix_memalign(&ptr, huge ? kHugePage : 64, bytes == 0 ? 64 : (bytes + 63) / 64 * 64) != 0)
+    throw std::bad_alloc();
+  if (huge) madvise(ptr, bytes, MADV_HUGEPAGE);  // a hint: without THP the pages stay 4 KiB
   return static_cast<float*>(ptr);
 }
 
