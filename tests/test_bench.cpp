@@ -34,5 +34,7 @@ TEST_CASE("bench: a bad method list or a context too short for the methods fails
   CHECK(run_cli(kTiny + " --methods full,nope", output, scratch.path) == 2);
   CHECK(run_cli(kTiny + " --methods ,", output, scratch.path) == 2);
   CHECK(run_cli(kTiny + " --methods full,probe", output, scratch.path) == 2);  // trains nothing below a head
+  CHECK(run_cli(kTiny + " --methods full,lora,full", output, scratch.path) == 2);
+  CHECK(run_cli(kTiny + " --methods full,lora --method lora", output, scratch.path) == 2);
   CHECK(run_cli(kShape + " --ctx 20 --methods prefix", output, scratch.path) == 2);  // no text beside 20 virtual tokens
 }

@@ -30,6 +30,9 @@ class Args {
   long long integer(const std::string& key, long long fallback);
   double real(const std::string& key, double fallback);
   bool flag(const std::string& key);  // `--key` with no value
+  // A comma-separated value as its items, empty ones dropped ("a,,b" -> a, b);
+  // `fallback` when the option is absent.
+  std::vector<std::string> list(const std::string& key, const std::string& fallback);
   // The i-th positional word, or "" when there is none; marks it read.
   std::string positional(size_t i);
   // Throws InputError for any option or positional given but never read.

@@ -10,7 +10,8 @@
 // that every step runs the same ctx positions; adapter; bitfit; lora r8).
 // `--methods full,lora,prefix,prompt` times several setups in one process,
 // their steps taken in turn, and prints each one's median: the ratios between
-// methods then do not move with the machine's speed from run to run.
+// methods then do not move with the machine's speed from run to run (LoRA's
+// rank: --lora R, else 8).
 // `--probe` compares one epoch of probing on cached features with one epoch
 // of full fine-tuning (both with a linear head on the pooled last layer, over
 // 8 batches of random sequences), and reports the one-off feature caching.
@@ -342,26 +343,18 @@ struct TrainingStep {
   }
 };
 
-std::vector<std::string> split_commas(const std::string& list) {
-  std::vector<std::string> parts;
-  size_t from = 0;
-  while (from <= list.size()) {
-    const size_t comma = std::min(list.find(',', from), list.size());
-    if (comma > from) parts.push_back(list.substr(from, comma - from));
-    from = comma + 1;
-  }
-  return parts;
-}
-
 // --methods full,lora,...: every method's step timed in turn, step after
 // step, in one process, so that the machine's changing speed hits all alike
 // and their ratios hold still between runs. (Peak memory needs one process
 // per method: see the single-method mode.)
 int run_interleaved(const ModelConfig& c, int batch, int steps, int warmup, const std::vector<std::string>& names,
-                    bool as_json) {
+                    int lora_rank, bool as_json) {
   if (names.empty()) throw InputError("bench: --methods needs a comma-separated list, e.g. full,lora");
   std::vector<std::unique_ptr<TrainingStep>> runs;
-  for (const std::string& name : names) runs.push_back(std::make_unique<TrainingStep>(c, name, 8, batch));
+  for (const std::string& name : names) {
+    if (std::count(names.begin(), names.end(), name) > 1) throw InputError("bench: --methods names " + name + " twice");
+    runs.push_back(std::make_unique<TrainingStep>(c, name, lora_rank, batch));
+  }
   std::vector<std::vector<double>> times(runs.size());
   for (int step = 0; step < warmup + steps; step++)
     for (size_t m = 0; m < runs.size(); m++) {
@@ -401,7 +394,9 @@ int run_bench(Args& args) {
   const int steps = static_cast<int>(args.integer("steps", 20)), warmup = static_cast<int>(args.integer("warmup", 3));
   const int lora_rank = static_cast<int>(args.integer("lora", 0));
   std::string method_name = args.str("method", "");
-  const std::string methods = args.str("methods", "");
+  const std::vector<std::string> methods = args.list("methods", "");
+  if (args.has("methods") && !method_name.empty())
+    throw InputError("bench: --method and --methods do not go together (--methods full," + method_name + ")");
   const bool probe = args.flag("probe");
   const bool as_json = args.flag("json");
   const bool serve = args.flag("serve");
@@ -418,7 +413,7 @@ int run_bench(Args& args) {
 
   if (probe) return run_probe_bench(c, batch, steps, as_json);
 
-  if (!methods.empty()) return run_interleaved(c, batch, steps, warmup, split_commas(methods), as_json);
+  if (args.has("methods")) return run_interleaved(c, batch, steps, warmup, methods, lora_rank > 0 ? lora_rank : 8, as_json);
   if (lora_rank > 0 && method_name.empty()) method_name = "lora";
   TrainingStep run(c, method_name.empty() ? "full" : method_name, lora_rank > 0 ? lora_rank : 8, batch);
   std::vector<double> times;

@@ -68,18 +68,6 @@ const std::vector<std::string> kAllMethods = {"probe", "probe-mlp", "finetune", 
 const std::vector<std::string> kLightweight = {"bitfit", "prompt", "prefix", "adapter", "lora"};
 const char* kDefaultRows = "probe,probe-mlp,finetune,lp-ft,bitfit,prompt,prefix,adapter,lora";
 
-std::vector<std::string> split_commas(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t comma = s.find(',', start);
-    if (comma == std::string::npos) comma = s.size();
-    if (comma > start) out.push_back(s.substr(start, comma - start));
-    start = comma + 1;
-  }
-  return out;
-}
-
 std::string self_path() {
   char buf[4096];
   ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
@@ -294,8 +282,8 @@ std::string table_markdown(const std::string& task, const std::vector<Row>& rows
 
 int run_compare(Args& args) {
   const std::string model = args.required("model"), task = args.required("task"), out = args.required("out");
-  const std::vector<std::string> methods = split_commas(args.str("methods", kDefaultRows));
-  const std::vector<std::string> ablations = split_commas(args.str("ablation", ""));
+  const std::vector<std::string> methods = args.list("methods", kDefaultRows);
+  const std::vector<std::string> ablations = args.list("ablation", "");
   const long long steps = args.integer("steps", 0);
   const int seeds = static_cast<int>(args.integer("seeds", 1));
   const int first_seed = static_cast<int>(args.integer("seed", 1337));

@@ -91,6 +91,17 @@ bool Args::flag(const std::string& key) {
   return true;
 }
 
+std::vector<std::string> Args::list(const std::string& key, const std::string& fallback) {
+  const std::string text = str(key, fallback);
+  std::vector<std::string> items;
+  for (size_t start = 0; start <= text.size();) {
+    const size_t comma = std::min(text.find(',', start), text.size());
+    if (comma > start) items.push_back(text.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return items;
+}
+
 std::string Args::positional(size_t i) {
   if (i >= positionals_.size()) return "";
   positionals_read_ = std::max(positionals_read_, i + 1);
