@@ -289,6 +289,43 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const T
 //   dA += scale · (dy B)ᵀ x   (r, in), via v = dy B (rows, r)
 //   dW, db as in linear (only when they train: in LoRA they are frozen).
 
+namespace {
+
+// The two products of LoRA's backward that read dY (rows, out), in one pass
+// over it: v = dY B (rows, r) when v is wanted, and dB += scale · dYᵀ u (out,
+// r) when u is given. Each is a thin product (r = 8 columns) that streams dY
+// from memory; done one after the other they read it twice. Here the rows go
+// in blocks of kRows, split over the threads, and each block is read from
+// memory once, for v, and from the cache for dB. dB is summed per thread and
+// the partial sums added at the end.
+void low_rank_backward(const float* dY, int rows, int out, int r, float scale, const float* B, float* v,
+                       const float* u, const GradRef& LB) {
+  constexpr int kRows = 128;  // 128 rows of c_attn's dY (out = 3C = 768): 384 KiB, well inside the L2 cache
+  const int blocks = (rows + kRows - 1) / kRows;
+  const int threads = static_cast<int64_t>(rows) * out > kParallelMin ? std::min(omp_get_max_threads(), blocks) : 1;
+  std::vector<float> partial(u ? static_cast<size_t>(threads) * out * r : 0, 0.0f);
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int block = 0; block < blocks; block++) {
+    const int first = block * kRows, n = std::min(kRows, rows - first);
+    const float* dY_rows = dY + static_cast<int64_t>(first) * out;
+    if (v) sgemm(false, false, n, r, out, 1.0f, dY_rows, out, B, r, 0.0f, v + static_cast<int64_t>(first) * r, r);
+    if (u)
+      sgemm(true, false, out, r, n, scale, dY_rows, out, u + static_cast<int64_t>(first) * r, r, 1.0f,
+            partial.data() + static_cast<size_t>(omp_get_thread_num()) * out * r, r);
+  }
+  if (!u) return;
+  bool fresh = false;
+  float* dB = LB.grad_for_accumulate(&fresh);
+  const int64_t n = static_cast<int64_t>(out) * r;
+  for (int64_t i = 0; i < n; i++) {
+    float total = fresh ? 0.0f : dB[i];
+    for (int t = 0; t < threads; t++) total += partial[static_cast<size_t>(t) * n + i];
+    dB[i] = total;
+  }
+}
+
+}  // namespace
+
 Tensor lora_linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& lora_A,
                    const Tensor& lora_B, float scale, const Tensor& addend) {
   Tensor y = Tensor::empty(linear_output_shape("lora_linear", x, weight, bias, addend));  // (rows, out)
@@ -316,14 +353,12 @@ Tensor lora_linear(const Tensor& x, const Tensor& weight, const Tensor& bias, co
                             LA = GradRef(lora_A), LB = GradRef(lora_B), x_value, merged_value, b_value, u, rows,
                             in, out, r, scale](Node& o) {
     const float* dY = o.grad.data();  // (rows, out)
-    bool fresh = false;
-    if (LB.requires_grad()) {  // dB (out, r) += scale · dYᵀ u
-      float* dB = LB.grad_for_accumulate(&fresh);
-      sgemm(true, false, out, r, rows, scale, dY, out, u.data(), r, fresh ? 0.0f : 1.0f, dB, r);
-    }
-    if (LA.requires_grad()) {  // dA (r, in) += scale · (dY B)ᵀ x
-      Tensor v = Tensor::empty({rows, r});
-      sgemm(false, false, rows, r, out, 1.0f, dY, out, b_value.data(), r, 0.0f, v.data(), r);
+    Tensor v = LA.requires_grad() ? Tensor::empty({rows, r}) : Tensor();  // dY B (rows, r), for dA
+    if (LB.requires_grad() || v.defined())
+      low_rank_backward(dY, rows, out, r, scale, v.defined() ? b_value.data() : nullptr, v.defined() ? v.data() : nullptr,
+                        LB.requires_grad() ? u.data() : nullptr, LB);
+    if (LA.requires_grad()) {  // dA (r, in) += scale · vᵀ x
+      bool fresh = false;
       float* dA = LA.grad_for_accumulate(&fresh);
       sgemm(true, false, r, in, rows, scale, v.data(), r, x_value.data(), in, fresh ? 0.0f : 1.0f, dA, in);
     }
