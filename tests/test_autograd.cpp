@@ -229,6 +229,40 @@ TEST_CASE("sgemm: OpenBLAS equals the naive reference on odd shapes and strides"
       }
 }
 
+// LoRA's backward reads dY in blocks of 128 rows over the threads (v = dY B
+// and dB in one pass): 300 rows make three blocks, the last one partial, and
+// 300 x 120 values are enough to use both threads. Each of A and B trains
+// alone too, and dB accumulates onto an earlier gradient.
+TEST_CASE("lora_linear: dA and dB over many rows equal the unfused graph's") {
+  Rng rng(43);
+  Tensor x = random_tensor({3, 100, 24}, rng), w = random_tensor({24, 120}, rng), b = random_tensor({120}, rng);
+  Tensor weights = random_tensor({3, 100, 120}, rng);
+  for (int trains = 0; trains < 3; trains++) {  // 0: A and B, 1: A alone, 2: B alone
+    INFO("trains " << (trains == 0 ? "A and B" : trains == 1 ? "A" : "B"));
+    Tensor a = random_tensor({4, 24}, rng), bb = random_tensor({120, 4}, rng);
+    a.set_requires_grad(trains != 2);
+    bb.set_requires_grad(trains != 1);
+    auto loss_of = [&](bool fused) {
+      if (fused) return sum(mul(lora_linear(x, w, b, a, bb, 0.5f), weights));
+      Tensor update = mul_scalar(matmul(matmul(x, a, false, true), bb, false, true), 0.5f);
+      return sum(mul(linear(x, w, b, update), weights));
+    };
+    auto grads = [&](bool fused) {
+      backward(loss_of(fused));
+      backward(loss_of(fused));  // the second adds onto the first
+      std::vector<float> g;
+      for (const Tensor* t : {&a, &bb})
+        if (t->requires_grad()) g.insert(g.end(), t->grad(), t->grad() + t->numel());
+      a.drop_grad();
+      bb.drop_grad();
+      return g;
+    };
+    const std::vector<float> fused = grads(true), unfused = grads(false);
+    REQUIRE(fused.size() == unfused.size());
+    for (size_t i = 0; i < fused.size(); i++) CHECK(fused[i] == doctest::Approx(unfused[i]).epsilon(1e-4));
+  }
+}
+
 // sgemm_small's paths: 32- and 16-wide register tiles of 8 rows, the leftover
 // rows one at a time, the last N % 16 columns by a plain loop; A read as is
 // and transposed; beta 0 (C not read: the NaN put there must not leak) and
