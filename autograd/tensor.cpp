@@ -105,9 +105,9 @@ static float* pool_acquire(size_t n) {
   // Buffers of 2 MiB and more start on a 2 MiB boundary and ask the kernel
   // for transparent huge pages: one TLB entry then covers 2 MiB instead of
   // 4 KiB. The ops walk such buffers with large strides (a head's rows in
-  // attention are 3C floats apart, a page each), where 4 KiB pages cost a
-  // page walk per row. The size is not rounded up: the last partial 2 MiB
-  // stays on 4 KiB pages, so a buffer occupies no more memory than before.
+  // attention are 3C floats apart), where 4 KiB pages cost a TLB miss and a
+  // page walk every row or so. The size is not rounded up: the last partial
+  // 2 MiB stays on 4 KiB pages, so a buffer occupies no more memory than before.
   const bool huge = bytes >= kHugePage;
   void* ptr = nullptr;
   if (posix_memalign(&ptr, huge ? kHugePage : 64, bytes == 0 ? 64 : (bytes + 63) / 64 * 64) != 0)

@@ -36,6 +36,13 @@ sg, ao, at, bo, bt, blo, blt, turns, bprobe = (json.loads(x) for x in sys.argv[1
 def step_gflop(V, T, C, L, B):
     params = L * 12 * C * C + V * C
     return (6 * params * B * T + 12 * L * B * T * T * C) / 1e9
+# LoRA's step keeps the forward (2) and input gradient (2) of every product,
+# but for the first layer's c_attn input gradient, and drops the weight
+# gradients (2): what its step time can come down to, against full training's.
+def lora_step_gflop(V, T, C, L, B):
+    tokens = B * T
+    products = 4 * L * 12 * C * C * tokens - 2 * 3 * C * C * tokens + 4 * V * C * tokens
+    return (products + 12 * L * B * T * T * C) / 1e9
 gf_b = step_gflop(512, 256, 256, 6, 8)
 rows = [
     ("A: ms/step", ao["ms_median"], at["ms_median"]),
@@ -56,15 +63,8 @@ print(f"B: {gf_b:.1f} GFLOP/step -> {achieved:.1f} GFLOP/s = {100 * achieved / s
 print("step time / full fine-tuning's on B, the four steps taken in turn in one process (target <= 0.7): " + ", ".join(
     f"{name} {turns[key] / turns['full']:.3f}" for name, key in (("LoRA r8", "lora"), ("prefix k20", "prefix"),
                                                                 ("prompt k20", "prompt"))))
-# What the step time of LoRA can come down to: its FLOPs against full fine-tuning's.
-# LoRA keeps forward (2) and input gradients (2) of every product but the first
-# layer's c_attn input gradient; it drops the weight gradients (2).
-V, T, C, L, Bn = 512, 256, 256, 6, 8
-tokens, linear = Bn * T, L * 12 * C * C
-attention = 12 * L * Bn * T * T * C
-lora_gflop = (4 * linear * tokens - 2 * 3 * C * C * tokens + 4 * V * C * tokens + attention) / 1e9
 print(f"  (PyTorch's own LoRA r8 step / its full step: {blt['ms_median'] / bt['ms_median']:.2f}. LoRA's FLOPs are "
-      f"{lora_gflop / gf_b:.2f}x a full step's, attention counted whole as above. Prompt k20 runs "
+      f"{lora_step_gflop(512, 256, 256, 6, 8) / gf_b:.2f}x a full step's, attention counted whole as above. Prompt k20 runs "
       f"{(256 + 20) / 256:.3f}x the tokens and needs every input gradient: its matmul FLOPs are "
       f"{(256 + 20) / 256 * 2 / 3:.2f}x a full step's)")
 param_mib = 4 * bo["trainable"] / 2**20  # float32 parameter bytes of the full model
