@@ -49,6 +49,15 @@ bool is_held_out(const Address& address);
 // and must be UTF-8 (InputError naming the file and the byte offset otherwise).
 std::string corpus_text(const std::string& name_or_path);
 
+// One document of a pretraining corpus: where it comes from, and its text.
+// Ids name the source: "sotu:<address id>", "brown:<file id>" ("brown:ca01"),
+// "task:<task>:<example doc>", "file:<path>". pretrain records the ids it trained
+// on, so that adapt can refuse a base that saw a task's evaluation text.
+struct Document {
+  std::string id;
+  std::string text;
+};
+
 // Byte offset of the first byte that does not start a valid UTF-8 sequence
 // (overlong forms, surrogates and code points above U+10FFFF are invalid),
 // or std::string::npos when all of `bytes` is valid.
