@@ -54,6 +54,10 @@ class FeatureSource {
     return labels;
   }
   size_t size() const { return examples_.size(); }
+  // Batches for scoring every example once: by length when the LM runs (less padding).
+  std::vector<std::vector<size_t>> evaluation_batches(int batch) const {
+    return cache_.defined() ? sequential_batches(examples_.size(), batch) : length_sorted_batches(examples_, batch);
+  }
   // Tokens the LM reads for these examples (progress and throughput): none when cached.
   long long tokens(const std::vector<size_t>& indices) const {
     long long n = 0;
@@ -69,11 +73,11 @@ class FeatureSource {
 
 std::vector<std::vector<float>> logits_of(const AdaptedModel& a, const FeatureSource& source, int batch) {
   NoGradGuard no_grad;
-  std::vector<std::vector<float>> rows;
-  for (const std::vector<size_t>& indices : sequential_batches(source.size(), batch)) {
+  std::vector<std::vector<float>> rows(source.size());
+  for (const std::vector<size_t>& indices : source.evaluation_batches(batch)) {
     Tensor logits = a.head->logits(*a.model, source.features(indices, nullptr));  // (B,L)
     const int L = logits.size(1);
-    for (size_t r = 0; r < indices.size(); r++) rows.emplace_back(logits.data() + r * L, logits.data() + (r + 1) * L);
+    for (size_t r = 0; r < indices.size(); r++) rows[indices[r]].assign(logits.data() + r * L, logits.data() + (r + 1) * L);
   }
   return rows;
 }
@@ -130,14 +134,13 @@ std::string significant(double x) {
 
 Tensor pooled_features(const AdaptedModel& a, const std::vector<EncodedExample>& examples, int batch) {
   NoGradGuard no_grad;
-  const int C = a.model->config().n_embd;
-  std::vector<float> values;
-  values.reserve(examples.size() * static_cast<size_t>(C));
-  for (const std::vector<size_t>& indices : sequential_batches(examples.size(), batch)) {
+  const size_t C = static_cast<size_t>(a.model->config().n_embd);
+  std::vector<float> values(examples.size() * C);
+  for (const std::vector<size_t>& indices : length_sorted_batches(examples, batch)) {
     Tensor f = a.features(make_batch(examples, indices), nullptr);  // (B,C)
-    values.insert(values.end(), f.data(), f.data() + f.numel());
+    for (size_t r = 0; r < indices.size(); r++) std::copy_n(f.data() + r * C, C, values.begin() + static_cast<long>(indices[r] * C));
   }
-  return Tensor::from({static_cast<int>(examples.size()), C}, values);  // (N,C)
+  return Tensor::from({static_cast<int>(examples.size()), static_cast<int>(C)}, values);  // (N,C)
 }
 
 std::vector<std::vector<float>> predict_logits(const AdaptedModel& a, const std::vector<EncodedExample>& examples,
@@ -157,7 +160,9 @@ TrainResult train(AdaptedModel& a, const std::vector<EncodedExample>& train_spli
                   const std::vector<EncodedExample>& val_split, const RunOptions& o) {
   const auto start = std::chrono::steady_clock::now();  // the probe's feature caching counts as training time
   const bool cached = a.method->features_frozen();
-  FeatureSource train_source(a, train_split, cached, o.eval_batch), val_source(a, val_split, cached, o.eval_batch);
+  const std::vector<EncodedExample> no_examples;
+  FeatureSource train_source(a, train_split, cached, o.eval_batch);
+  FeatureSource val_source(a, o.validate ? val_split : no_examples, cached, o.eval_batch);
   EpochSampler sampler(train_split.size(), o.batch, o.seed);
   const long long steps = total_steps(o, sampler);
   std::vector<OptimParam> params = a.trainable_parameters();
@@ -183,7 +188,7 @@ TrainResult train(AdaptedModel& a, const std::vector<EncodedExample>& train_spli
     result.losses.push_back(s.loss);
     result.steps = step + 1;
     const bool last = step + 1 == steps;
-    const bool eval = !val_split.empty() && (last || (o.eval_every > 0 && (step + 1) % o.eval_every == 0));
+    const bool eval = val_source.size() > 0 && (last || (o.eval_every > 0 && (step + 1) % o.eval_every == 0));
     std::vector<std::string> row{std::to_string(step + 1), fixed(s.loss), significant(s.lr), "", ""};
     if (eval) {
       a.method->set_training(false);

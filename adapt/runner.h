@@ -32,6 +32,7 @@ struct RunOptions {
   int eval_batch = 32;
   long long warmup = -1;      // < 0: steps / 10
   long long eval_every = 0;   // 0: validation only at the end
+  bool validate = true;       // false: the val split is never scored (compare's runs read test and ood only)
   float weight_decay = 0.0f;  // AdamW's decoupled decay on matrices (Hugging Face Trainer's default 0)
   uint64_t seed = 1337;       // batch order and dropout
   std::string log_path;       // CSV log; "" = none

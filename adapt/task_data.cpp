@@ -82,6 +82,18 @@ std::vector<std::vector<size_t>> sequential_batches(size_t n, int batch_size) {
   return batches;
 }
 
+std::vector<std::vector<size_t>> length_sorted_batches(const std::vector<EncodedExample>& examples, int batch_size) {
+  std::vector<size_t> order(examples.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](size_t i, size_t j) { return examples[i].ids.size() < examples[j].ids.size(); });
+  std::vector<std::vector<size_t>> batches;
+  for (const std::vector<size_t>& positions : sequential_batches(order.size(), batch_size)) {
+    batches.emplace_back();
+    for (size_t p : positions) batches.back().push_back(order[p]);
+  }
+  return batches;
+}
+
 EpochSampler::EpochSampler(size_t n, int batch_size, uint64_t seed) : n_(n), batch_size_(batch_size), seed_(seed) {
   if (n == 0) throw InputError("training split is empty");
   if (batch_size < 1) throw InputError("--batch must be at least 1");

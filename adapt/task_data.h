@@ -51,6 +51,11 @@ Batch make_batch(const std::vector<EncodedExample>& examples, const std::vector<
 // Consecutive runs of `batch_size` indices 0..n-1 (evaluation, feature caching).
 std::vector<std::vector<size_t>> sequential_batches(size_t n, int batch_size);
 
+// Batches of examples of similar length (indices sorted by length, stably,
+// then cut): less padding where every example is scored once and order does
+// not matter (evaluation, feature caching).
+std::vector<std::vector<size_t>> length_sorted_batches(const std::vector<EncodedExample>& examples, int batch_size);
+
 // Training batches: epoch e visits a permutation of 0..n-1 drawn from
 // (seed, e); step s takes the next batch_size positions of that endless
 // stream, wrapping into the next epoch.

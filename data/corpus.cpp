@@ -77,23 +77,6 @@ bool is_held_out(const Address& address) {
   return std::find(names.begin(), names.end(), address.president) != names.end();
 }
 
-std::string corpus_text(const std::string& name_or_path) {
-  if (name_or_path == "sotu") {
-    std::string text;
-    for (const Address& a : load_sotu_addresses()) {
-      if (is_held_out(a)) continue;
-      if (!text.empty()) text += "\n\n";
-      text += a.text;
-    }
-    return text;
-  }
-  std::string text = read_file(name_or_path);
-  size_t bad = find_invalid_utf8(text);
-  if (bad != std::string::npos)
-    throw InputError(name_or_path + ": invalid UTF-8 at byte " + std::to_string(bad));
-  return text;
-}
-
 size_t find_invalid_utf8(const std::string& bytes) {
   size_t i = 0, n = bytes.size();
   while (i < n) {

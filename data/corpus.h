@@ -9,10 +9,12 @@
 // The SOTU addresses serve twice: as the pretraining corpus `sotu`, and as the
 // source of the `era` and `pair` tasks (data/tasks.h). Those tasks hold out
 // every address of a few presidents as their out-of-distribution split, and
-// the pretraining corpus leaves exactly those addresses out, so an OOD test
-// never scores text the base model was pretrained on.
+// the pretraining corpus leaves those addresses out, and the ones era and pair
+// evaluate on in distribution (data/pretraining.h), so a test never scores
+// text the base model was pretrained on.
 //
-// Not here: tokenisation (data/bpe*), task splits (data/tasks.h).
+// Not here: tokenisation (data/bpe*), task splits (data/tasks.h), mixing
+// pretraining corpora (data/pretraining.h).
 #pragma once
 #include <string>
 #include <vector>
@@ -43,11 +45,6 @@ std::vector<Address> load_sotu_addresses();
 // Presidents held out of everything in-distribution (see corpus.cpp for why these).
 const std::vector<std::string>& held_out_presidents();
 bool is_held_out(const Address& address);
-
-// "sotu": the pretraining text, every address except the held-out presidents',
-// in order, separated by a blank line. Anything else is read as a file path
-// and must be UTF-8 (InputError naming the file and the byte offset otherwise).
-std::string corpus_text(const std::string& name_or_path);
 
 // One document of a pretraining corpus: where it comes from, and its text.
 // Ids name the source: "sotu:<address id>", "brown:<file id>" ("brown:ca01"),

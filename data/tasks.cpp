@@ -71,6 +71,44 @@ static void shuffle_splits(Task& task, uint64_t seed) {
   for (auto* split : {&task.train, &task.val, &task.test, &task.ood}) shuffle_seeded(*split, rng);
 }
 
+std::vector<Example> stratified_sample(const std::vector<Example>& split, size_t n, size_t num_labels, uint64_t seed) {
+  const std::vector<size_t> counts = label_counts(split, num_labels);
+  const size_t present = static_cast<size_t>(std::count_if(counts.begin(), counts.end(), [](size_t c) { return c > 0; }));
+  if (n > split.size() || n < present)
+    throw InputError("--train-size " + std::to_string(n) + ": the train split has " + std::to_string(split.size()) +
+                     " examples of " + std::to_string(present) + " labels; give a size from " + std::to_string(present) +
+                     " to " + std::to_string(split.size()));
+  // Each label's quota: one for every label present, the rest of n shared in
+  // proportion to the label counts, floors first, then the largest remainders.
+  std::vector<size_t> quota(num_labels, 0);
+  std::vector<std::pair<double, size_t>> remainders;
+  size_t given = 0;
+  for (size_t label = 0; label < num_labels; label++) {
+    if (counts[label] == 0) continue;
+    const double share = static_cast<double>(n - present) * static_cast<double>(counts[label] - 1) /
+                         static_cast<double>(split.size() - present);
+    quota[label] = 1 + static_cast<size_t>(share);
+    given += quota[label];
+    remainders.push_back({share - std::floor(share), label});
+  }
+  std::stable_sort(remainders.begin(), remainders.end(), [](auto& a, auto& b) { return a.first > b.first; });
+  for (size_t i = 0; given < n; i++, given++) quota[remainders[i % remainders.size()].second]++;
+  // Draw each label's examples by a seeded shuffle of its positions.
+  std::mt19937_64 rng(seed ^ 0x5A3B1Eull);
+  std::vector<bool> chosen(split.size(), false);
+  for (size_t label = 0; label < num_labels; label++) {
+    std::vector<size_t> positions;
+    for (size_t i = 0; i < split.size(); i++)
+      if (split[i].label == static_cast<int>(label)) positions.push_back(i);
+    shuffle_seeded(positions, rng);
+    for (size_t k = 0; k < quota[label]; k++) chosen[positions[k]] = true;
+  }
+  std::vector<Example> sample;
+  for (size_t i = 0; i < split.size(); i++)
+    if (chosen[i]) sample.push_back(split[i]);
+  return sample;
+}
+
 // ---------------------------------------------------------------- spam
 
 std::string email_body(const std::string& raw_message, size_t max_bytes) {
@@ -118,7 +156,7 @@ static std::vector<Example> load_spam_group(const std::string& root, const std::
     Example e;
     e.label = label;
     e.text_a = email_body(message.at("text", path).as_string(path + ": text"), kSpamBodyBytes);
-    e.doc = group + "/" + message.at("id", path).as_string(path + ": id");
+    e.doc = "spam-assassin:" + group + "/" + message.at("id", path).as_string(path + ": id");
     if (!e.text_a.empty()) examples.push_back(std::move(e));
   }
   return examples;
@@ -270,7 +308,7 @@ static std::vector<std::vector<SotuDocument>> sotu_splits(const std::vector<Addr
 static std::vector<Example> era_examples(const std::vector<SotuDocument>& documents) {
   std::vector<Example> examples;
   for (const SotuDocument& doc : documents)
-    for (const std::string& passage : doc.passages) examples.push_back({doc.era, passage, "", doc.address->id});
+    for (const std::string& passage : doc.passages) examples.push_back({doc.era, passage, "", "sotu:" + doc.address->id});
   return examples;
 }
 
@@ -291,10 +329,10 @@ static std::vector<Example> pair_examples(const std::vector<SotuDocument>& docum
     anchors.resize(std::min(anchors.size(), kPairAnchorsPerAddress));
     for (size_t anchor : anchors) {
       size_t partner = (anchor + 1 + rng() % (doc.passages.size() - 1)) % doc.passages.size();
-      examples.push_back({kSame, doc.passages[anchor], doc.passages[partner], doc.address->id});
+      examples.push_back({kSame, doc.passages[anchor], doc.passages[partner], "sotu:" + doc.address->id});
       const SotuDocument& other = documents[(d + 1 + rng() % (documents.size() - 1)) % documents.size()];
       const std::string& stranger = other.passages[rng() % other.passages.size()];
-      examples.push_back({kDifferent, doc.passages[anchor], stranger, doc.address->id + "|" + other.address->id});
+      examples.push_back({kDifferent, doc.passages[anchor], stranger, "sotu:" + doc.address->id + "|sotu:" + other.address->id});
     }
   }
   return examples;

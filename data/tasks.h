@@ -31,7 +31,11 @@ struct Example {
   std::string text_a;
   std::string text_b;  // empty for a single-text task
   // The source document(s): a split never shares one with another split.
-  // An example built from two documents lists both, separated by '|'.
+  // An example built from two documents lists both, separated by '|'. Built-in
+  // tasks name the data set too ("sotu:1861_abraham_lincoln_r",
+  // "spam-assassin:spam-1/00001"), the ids pretraining corpora use
+  // (data/pretraining.h), so a base's pretraining text can be checked against
+  // a task's evaluation splits. Empty for TSV tasks.
   std::string doc;
 };
 
@@ -45,8 +49,20 @@ struct Task {
   const std::vector<Example>& split(const std::string& split_name) const;
 };
 
+// The seed every command cuts the splits with. Splits are fixed, not drawn
+// per run: a pretraining corpus leaves out the evaluation documents of the
+// built-in tasks (data/pretraining.h), which it can only do for one split.
+inline constexpr uint64_t kSplitSeed = 1337;
+
 // A built-in task name or a TSV path; the same seed gives the same splits.
-Task load_task(const std::string& name_or_tsv, uint64_t seed);
+Task load_task(const std::string& name_or_tsv, uint64_t seed = kSplitSeed);
+
+// A stratified sample of n examples of `split` (the few-label regime): each
+// label gets its share of n in proportion to its share of the split (largest
+// remainders round, and every label present in the split gets at least one),
+// drawn without replacement with `seed`; the sample keeps the split's order.
+// InputError when n exceeds the split or is smaller than its number of labels.
+std::vector<Example> stratified_sample(const std::vector<Example>& split, size_t n, size_t num_labels, uint64_t seed);
 
 // A task from TSV files. `train_path` holds `label<TAB>text` or
 // `label<TAB>text_a<TAB>text_b` lines (one column count per task). Sibling

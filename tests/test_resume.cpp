@@ -187,7 +187,7 @@ long long checkpoint_step(const std::string& dir) {
 // The files of a pretrain directory (each written by write_file_atomic).
 const std::vector<std::string> kCheckpointFiles = {"vocab.json", "merges.txt", "special_tokens_map.json",
                                                    "model.safetensors", "config.json", "optimizer.safetensors",
-                                                   "optimizer.pending.safetensors", "log.csv"};
+                                                   "optimizer.pending.safetensors", "log.csv", "pretraining.json"};
 
 }  // namespace
 

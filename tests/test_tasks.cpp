@@ -9,6 +9,7 @@
 
 #include "data/bow.h"
 #include "data/corpus.h"
+#include "data/pretraining.h"
 #include "data/tasks.h"
 
 using ta::data::Example;
@@ -221,16 +222,17 @@ TEST_CASE("tasks: the built-in tasks (needs `make data`)") {
     CHECK(docs_of(again.test) == docs_of(task.test));
   }
   // The OOD presidents: every one is in the data, all their addresses are in
-  // the OOD split of era, and none is in the pretraining corpus.
+  // the OOD split of era, and none is in the pretraining corpus; nor is any
+  // address era evaluates on in distribution.
   std::string corpus = ta::data::corpus_text("sotu");
-  Task era = ta::data::load_task("era", 1);
-  std::set<std::string> ood_docs = docs_of(era.ood);
+  Task era = ta::data::load_task("era");
+  std::set<std::string> ood_docs = docs_of(era.ood), evaluated = ta::data::evaluation_documents(era);
   std::set<std::string> held_out_presidents_seen;
   for (const ta::data::Address& address : ta::data::load_sotu_addresses()) {
     bool in_corpus = corpus.find(address.text.substr(0, 300)) != std::string::npos;
     INFO(address.id);
-    CHECK(in_corpus == !ta::data::is_held_out(address));
-    CHECK(ood_docs.count(address.id) == (ta::data::is_held_out(address) ? 1u : 0u));
+    CHECK(in_corpus == (!ta::data::is_held_out(address) && !evaluated.count("sotu:" + address.id)));
+    CHECK(ood_docs.count("sotu:" + address.id) == (ta::data::is_held_out(address) ? 1u : 0u));
     if (ta::data::is_held_out(address)) held_out_presidents_seen.insert(address.president);
   }
   CHECK(held_out_presidents_seen.size() == ta::data::held_out_presidents().size());

@@ -18,6 +18,7 @@
 #include "adapt/head_init.h"
 #include "adapt/report.h"
 #include "adapt/runner.h"
+#include "data/pretraining.h"
 #include "data/tasks.h"
 #include "nn/config.h"
 #include "nn/trainer.h"
@@ -75,6 +76,7 @@ adapt::RunOptions parse_run(Args& args, const std::string& method) {
   o.batch = static_cast<int>(args.integer("batch", o.batch));
   o.warmup = args.integer("warmup", o.warmup);
   o.eval_every = args.integer("eval-every", 100);
+  o.validate = o.eval_every != 0;
   o.weight_decay = static_cast<float>(args.real("weight-decay", o.weight_decay));
   o.seed = static_cast<uint64_t>(args.integer("seed", 1337));
   if (o.batch < 1 || o.lr <= 0) throw InputError("--batch must be >= 1 and --lr > 0");
@@ -112,6 +114,16 @@ json::Value report_head_init(const adapt::HeadInit& init, const std::string& mod
   return v;
 }
 
+// A base whose manifest (pretraining.json) lists a document that the task
+// evaluates on has seen its test text: its scores would not measure
+// adaptation. Bases without a manifest (a Hugging Face checkpoint) are taken as they are.
+void check_base_not_trained_on(const std::string& model_dir, const data::Task& task) {
+  data::PretrainingManifest manifest;
+  if (!data::read_manifest(model_dir, manifest)) return;
+  data::check_no_leakage(manifest.documents, data::evaluation_documents(task),
+                         model_dir + " (pretrained on " + manifest.corpus + ") cannot be adapted to " + task.name);
+}
+
 json::Value metrics_json(const adapt::AdaptedModel& a, const adapt::TrainResult& trained, const json::Value& splits,
                          const std::string& out) {
   const adapt::TrainableReport r = adapt::trainable_report(a);
@@ -140,10 +152,15 @@ int run_adapt(Args& args) {
     return o;
   }();
   const uint64_t data_seed = static_cast<uint64_t>(args.integer("data-seed", 1337));
+  const long long train_size = args.integer("train-size", 0);
   const std::string init_head_dir = args.str("init-head", "");
   args.finish();
+  if (train_size < 0) throw InputError("--train-size must be a number of examples (0 = the whole train split)");
 
-  const data::Task task = data::load_task(task_name, data_seed);
+  data::Task task = data::load_task(task_name);
+  check_base_not_trained_on(model_dir, task);
+  if (train_size > 0)
+    task.train = data::stratified_sample(task.train, static_cast<size_t>(train_size), task.label_names.size(), data_seed);
   const ModelConfig base_config = read_config(model_dir + "/config.json");
   adapt::AdaptedModel a = adapt::create_adapted(
       model_dir, method_config, adapt::resolve_head(head_request, method_config.method, base_config, task.label_names),
@@ -164,7 +181,7 @@ int run_adapt(Args& args) {
     return 130;
   }
   json::Value splits = json::Value::object();
-  splits.set("val", adapt::evaluation_json(trained.val));
+  if (trained.val.n > 0) splits.set("val", adapt::evaluation_json(trained.val));
   for (const char* split : {"test", "ood"}) {
     const std::vector<adapt::EncodedExample> examples = encode(split);
     if (examples.empty()) continue;
@@ -174,7 +191,8 @@ int run_adapt(Args& args) {
   }
   json::Value metrics = metrics_json(a, trained, splits, out);
   metrics.set("task", task_name);
-  metrics.set("data_seed", static_cast<long long>(data_seed));
+  metrics.set("train_size", static_cast<long long>(task.train.size()));
+  if (train_size > 0) metrics.set("data_seed", static_cast<long long>(data_seed));
   if (!head_init.is_null()) metrics.set("init_head", head_init);
   write_file_atomic(out + "/metrics.json", metrics.dump(2) + "\n");
   std::printf("adapter file: %s bytes (base model.safetensors: %s bytes); trained %lld steps in %.1f s\n",
@@ -208,8 +226,10 @@ static Command adapt_cmd{
     "training:\n"
     "  --steps N | --epochs N   [300 steps; probes and bitfit 1000]\n"
     "  --lr X                   [finetune 1e-4, bitfit 3e-3, lora/adapter 2e-3, prompt 3e-2, prefix 1e-2, probes 1e-2]\n"
-    "  --batch B [16]  --warmup N [steps/10]  --weight-decay X [0]  --eval-every N [100]\n"
-    "  --seed S [1337] initialisation, batch order, dropout;  --data-seed S [1337] the task's splits\n"
+    "  --batch B [16]  --warmup N [steps/10]  --weight-decay X [0]  --eval-every N [100; 0 = never]\n"
+    "  --train-size N           train on a stratified sample of N examples of the train split (the label\n"
+    "                           shares kept, every label at least once) [0 = all]\n"
+    "  --seed S [1337] initialisation, batch order, dropout;  --data-seed S [1337] the --train-size sample\n"
     "Writes DIR/adapter_config.json, DIR/adapter_model.safetensors, DIR/log.csv, DIR/metrics.json.",
     run_adapt};
 

@@ -60,10 +60,10 @@ void print_table(const data::Task& task, const std::vector<SplitStats>& stats, s
   std::printf("bow acc: bag-of-words logistic regression trained on train (%zu-word vocabulary)\n", vocab_size);
 }
 
-json::Value stats_json(const data::Task& task, const std::vector<SplitStats>& stats, size_t vocab_size, long long seed) {
+json::Value stats_json(const data::Task& task, const std::vector<SplitStats>& stats, size_t vocab_size) {
   json::Value out = json::Value::object();
   out.set("task", task.name);
-  out.set("seed", seed);
+  out.set("seed", static_cast<long long>(data::kSplitSeed));
   out.set("pair", task.is_pair());
   json::Value labels = json::Value::array();
   for (const std::string& label : task.label_names) labels.push(label);
@@ -88,14 +88,13 @@ json::Value stats_json(const data::Task& task, const std::vector<SplitStats>& st
 
 int run_stats(Args& args) {
   const std::string task_name = args.required("task");
-  const long long seed = args.integer("seed", 1);
   const bool as_json = args.flag("json");
   args.finish();
-  data::Task task = data::load_task(task_name, static_cast<uint64_t>(seed));
+  data::Task task = data::load_task(task_name);
   data::BowClassifier bow(task);
   std::vector<SplitStats> stats;
   for (const char* name : kSplitNames) stats.push_back(split_stats(task, task.split(name), bow));
-  if (as_json) std::printf("%s\n", stats_json(task, stats, bow.vocab_size(), seed).dump(2).c_str());
+  if (as_json) std::printf("%s\n", stats_json(task, stats, bow.vocab_size()).dump(2).c_str());
   else print_table(task, stats, bow.vocab_size());
   return 0;
 }
@@ -111,9 +110,8 @@ std::string tsv_field(const std::string& text) {
 int run_export(Args& args) {
   const std::string task_name = args.required("task");
   const std::string out_dir = args.required("out");
-  const long long seed = args.integer("seed", 1);
   args.finish();
-  data::Task task = data::load_task(task_name, static_cast<uint64_t>(seed));
+  data::Task task = data::load_task(task_name);
   make_dirs(out_dir);
   for (const char* name : kSplitNames) {
     const std::vector<data::Example>& split = task.split(name);
@@ -141,12 +139,11 @@ int run_data(Args& args) {
 }  // namespace
 
 static Command data_cmd{"data", "task statistics and the bag-of-words baseline; export a task as TSV",
-                        "usage: tinyadapt data stats --task T [--seed S] [--json]\n"
-                        "       tinyadapt data export --task T --out DIR [--seed S]\n"
+                        "usage: tinyadapt data stats --task T [--json]\n"
+                        "       tinyadapt data export --task T --out DIR\n"
                         "  --task T     spam | era | pair (after `make data`) or a TSV file\n"
                         "               (label<TAB>text or label<TAB>text_a<TAB>text_b; sibling\n"
                         "               val.tsv / test.tsv / ood.tsv are used when present)\n"
-                        "  --seed S     the seed of the splits [1]\n"
                         "  --json       stats as JSON\n"
                         "  --out DIR    export: where train.tsv, val.tsv, test.tsv, ood.tsv go",
                         run_data};

@@ -1,8 +1,7 @@
 // tools/cmd_eval.cpp — `tinyadapt eval`: score an adapter (method + its saved
 // head) on one split of a task: accuracy, macro-F1, mean loss, n.
-//
-// The task's splits must be cut as they were for training: --data-seed is
-// `adapt`'s (default 1337 in both).
+// The splits are the ones `adapt` saw: every command cuts them with the same
+// seed (data/tasks.h kSplitSeed).
 #include <cstdio>
 
 #include "adapt/adapter_dir.h"
@@ -17,13 +16,12 @@ namespace {
 int run_eval(Args& args) {
   const std::string model_dir = args.required("model"), adapter_dir = args.required("adapter");
   const std::string task_name = args.required("task"), split = args.str("split", "test");
-  const uint64_t data_seed = static_cast<uint64_t>(args.integer("data-seed", 1337));
   const int batch = static_cast<int>(args.integer("batch", 32));
   const bool as_json = args.flag("json");
   args.finish();
   if (batch < 1) throw InputError("--batch must be at least 1");
 
-  const data::Task task = data::load_task(task_name, data_seed);
+  const data::Task task = data::load_task(task_name);
   const std::vector<data::Example>& examples = task.split(split);
   if (examples.empty()) throw InputError(task_name + ": the " + split + " split is empty");
   adapt::AdaptedModel a = adapt::load_adapted(model_dir, adapter_dir, true);
@@ -41,7 +39,6 @@ int run_eval(Args& args) {
 static Command eval_cmd{"eval", "score an adapter on a split of a task (accuracy, macro-F1, loss)",
                         "usage: tinyadapt eval --model DIR --adapter DIR --task T [--split val|test|ood] [--json]\n"
                         "  --split S        which split [test]\n"
-                        "  --data-seed S    the seed the task's splits were cut with at `adapt` [1337]\n"
                         "  --batch B        evaluation batch size [32]\n"
                         "  --json           print {\"accuracy\":…, \"macro_f1\":…, \"loss\":…, \"n\":…}",
                         run_eval};

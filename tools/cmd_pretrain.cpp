@@ -3,21 +3,32 @@
 //
 // GPT: next-token prediction on random windows of the corpus (nanoGPT).
 // Encoder: BERT's masked-LM objective on the same windows.
-// The tokenizer is trained on the corpus first (or read with --tokenizer).
-// The last 10% of the token stream is held out for validation. The output
-// directory holds the model (config.json + model.safetensors), the
-// tokenizer, optimizer.safetensors (to resume) and log.csv. Running the same
-// command again with a larger --steps resumes where the last run stopped.
+// The corpus is a mix of sources (data/pretraining.h: sotu, brown, task:NAME,
+// files); its documents, in a fixed shuffled order, are encoded one by one and
+// joined by <|endoftext|> (a blank line for a tokenizer without it), and the
+// last 10% of that token stream is held out for validation. The tokenizer is
+// trained on the corpus first (or read with --tokenizer).
+// With --init DIR, training continues from the model and tokenizer in DIR
+// (continued or domain-adaptive pretraining) with a fresh optimizer.
+// The output directory holds the model (config.json + model.safetensors), the
+// tokenizer, pretraining.json (the manifest: the documents trained on, with
+// the init base's, and the token counts), optimizer.safetensors (to resume)
+// and log.csv. Running the same command again with a larger --steps resumes
+// where the last run stopped.
 //
 // Checkpoints go through Trainer::save_checkpoint, which writes the optimizer
 // state and the model in an order that a kill at any moment leaves a pair
 // that belongs together (nn/trainer.h); resuming from a pair that does not
 // (files copied from two checkpoints) is refused with status 2.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <random>
+#include <set>
 
 #include "autograd/ops.h"
-#include "data/corpus.h"
+#include "data/pretraining.h"
 #include "nn/checkpoint.h"
 #include "nn/lm_data.h"
 #include "nn/progress.h"
@@ -29,7 +40,7 @@ namespace ta::cli {
 namespace {
 
 struct PretrainArgs {
-  std::string arch, corpus, tokenizer_dir, out;
+  std::string arch, corpus, tokenizer_dir, init, out;
   ModelConfig config;
   int batch = 16, eval_batches = 8;
   long long eval_every = 100;
@@ -44,7 +55,12 @@ PretrainArgs parse(Args& args) {
   if (p.arch != "gpt" && p.arch != "encoder") throw InputError("--arch must be gpt or encoder, got '" + p.arch + "'");
   p.corpus = args.str("corpus", "sotu");
   p.tokenizer_dir = args.str("tokenizer", "");
+  p.init = args.str("init", "");
   p.out = args.required("out");
+  if (!p.init.empty())
+    for (const char* shape : {"arch", "tokenizer", "vocab-size", "n-layer", "n-head", "n-embd", "ctx"})
+      if (args.has(shape))
+        throw InputError(std::string("--") + shape + " cannot be given with --init: the model and its tokenizer come from " + p.init);
   ModelConfig& c = p.config;
   c.vocab_size = static_cast<int>(args.integer("vocab-size", 512));
   c.n_layer = static_cast<int>(args.integer("n-layer", 4));
@@ -114,11 +130,53 @@ float validation_loss(const GPT& model, const data::Tokenizer& tok, const std::v
   return static_cast<float>(total / batches);
 }
 
-ModelDir fresh_model(PretrainArgs& p, const std::string& text) {
+ModelDir fresh_model(PretrainArgs& p, const std::vector<data::Document>& documents) {
+  if (!p.init.empty()) {
+    if (!file_exists(p.init + "/config.json")) throw InputError("--init " + p.init + ": not a model directory (no config.json)");
+    return load_model_dir(p.init);
+  }
   p.config.validate("pretrain");  // before the tokenizer: a bad shape fails at once
+  std::string text;
+  for (const data::Document& d : documents) text += (text.empty() ? "" : "\n\n") + d.text;
   data::Tokenizer tok = make_tokenizer(p, text);
   p.config.vocab_size = std::max(p.config.vocab_size, tok.vocab_size());
   return ModelDir{std::make_unique<GPT>(p.config, p.seed), std::move(tok)};
+}
+
+// The documents in an order fixed by the corpus alone (so every seed holds out
+// the same validation text), each encoded with specials off (e-mails are
+// untrusted), joined by <|endoftext|> or, without it, a blank line.
+std::vector<int> encode_corpus(std::vector<data::Document> documents, const data::Tokenizer& tok, const std::string& spec) {
+  std::mt19937_64 rng(0xC0A9u);
+  for (size_t i = documents.size(); i > 1; i--) std::swap(documents[i - 1], documents[rng() % i]);
+  const std::vector<int> separator =
+      tok.has_special("<|endoftext|>") ? std::vector<int>{tok.special_id("<|endoftext|>")} : tok.encode("\n\n", {false, spec});
+  std::vector<int> tokens;
+  for (const data::Document& d : documents) {
+    if (!tokens.empty()) tokens.insert(tokens.end(), separator.begin(), separator.end());
+    const std::vector<int> ids = tok.encode(d.text, {false, d.id});
+    tokens.insert(tokens.end(), ids.begin(), ids.end());
+  }
+  return tokens;
+}
+
+// The manifest: this corpus's document ids, with the init base's (the
+// documents a continued base has seen include its base's), and token counts.
+data::PretrainingManifest make_manifest(const PretrainArgs& p, const std::vector<data::Document>& documents,
+                                        const std::vector<int>& train, size_t val_tokens, int vocab_size) {
+  data::PretrainingManifest m;
+  m.corpus = p.corpus;
+  m.init = p.init;
+  std::set<std::string> ids;
+  for (const data::Document& d : documents) ids.insert(d.id);
+  data::PretrainingManifest base;
+  if (!p.init.empty() && data::read_manifest(p.init, base)) ids.insert(base.documents.begin(), base.documents.end());
+  m.documents.assign(ids.begin(), ids.end());
+  m.train_tokens = static_cast<long long>(train.size());
+  m.val_tokens = static_cast<long long>(val_tokens);
+  m.token_counts.assign(static_cast<size_t>(vocab_size), 0);
+  for (int id : train) m.token_counts[static_cast<size_t>(id)]++;
+  return m;
 }
 
 // save_model_dir writes the tokenizer, model.safetensors, then config.json.
@@ -132,26 +190,34 @@ void save_all(const GPT& model, const data::Tokenizer& tok, const Trainer& train
 
 int run_pretrain(Args& args) {
   PretrainArgs p = parse(args);
-  const std::string text = data::corpus_text(p.corpus);
+  std::error_code no_throw;
+  if (!p.init.empty() && std::filesystem::equivalent(p.init, p.out, no_throw))
+    throw InputError("--out " + p.out + " is the --init model: continued pretraining writes a new directory");
+  const std::vector<data::Document> documents = data::corpus_documents(p.corpus);
+  std::vector<std::string> ids;
+  for (const data::Document& d : documents) ids.push_back(d.id);
+  data::check_no_leakage(ids, data::forbidden_documents(ids), "--corpus " + p.corpus);
   const bool resume = file_exists(p.out + "/config.json") && has_optimizer_state(p.out);
-  ModelDir state = resume ? load_model_dir(p.out) : fresh_model(p, text);
+  ModelDir state = resume ? load_model_dir(p.out) : fresh_model(p, documents);
   GPT* model = state.model.get();
   const data::Tokenizer& tok = state.tokenizer;
-  std::vector<int> tokens = tok.encode(text, {false, p.corpus});
+  std::vector<int> tokens = encode_corpus(documents, tok, p.corpus);
   const size_t n_val = tokens.size() / 10;
   const int T = model->config().n_positions;
   if (tokens.size() - n_val < static_cast<size_t>(T + 1) || n_val < static_cast<size_t>(T + 1))
     throw InputError(p.corpus + ": " + std::to_string(tokens.size()) + " tokens are too few for --ctx " + std::to_string(T));
   std::vector<int> val(tokens.end() - static_cast<long>(n_val), tokens.end());
   tokens.resize(tokens.size() - n_val);
+  make_dirs(p.out);
+  data::write_manifest(p.out, make_manifest(p, documents, tokens, n_val, model->config().vocab_size));
 
   std::vector<OptimParam> params;
   for (auto& [name, t] : model->named_parameters()) params.push_back({name, t, default_weight_decay(name, t)});
   Trainer trainer(params, p.train);
   long long start = resume ? trainer.load_state(p.out) : 0;
-  make_dirs(p.out);
-  std::fprintf(stderr, "pretrain: %s, %lld parameters, %zu train / %zu val tokens, steps %lld..%lld\n", p.arch.c_str(),
-               static_cast<long long>(model->count_parameters()), tokens.size(), val.size(), start, p.train.steps);
+  std::fprintf(stderr, "pretrain: %s, %lld parameters, %zu documents, %zu train / %zu val tokens, steps %lld..%lld\n",
+               model->config().is_causal ? "gpt" : "encoder", static_cast<long long>(model->count_parameters()),
+               documents.size(), tokens.size(), val.size(), start, p.train.steps);
 
   CsvLog log(p.out + "/log.csv", {"step", "loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s", "val_loss"}, start);
   Progress progress("pretrain", p.train.steps, start, 10);
@@ -200,7 +266,11 @@ static Command pretrain_cmd{
     "pretrain", "train a base model (GPT or encoder) from scratch on a corpus",
     "usage: tinyadapt pretrain --out DIR [options]\n"
     "  --arch gpt|encoder     GPT-2 (next token) or the bidirectional encoder (masked LM) [gpt]\n"
-    "  --corpus sotu|FILE     the built-in SOTU corpus (run `make data` first) or a UTF-8 text file [sotu]\n"
+    "  --corpus A,B,...       a mix of sources [sotu]: sotu (the SOTU addresses no task evaluates on), brown\n"
+    "                         (the Brown corpus less the POS probe's test files), task:NAME (a task's train\n"
+    "                         split, unlabelled: domain-adaptive pretraining), or a UTF-8 text file\n"
+    "  --init DIR             continue pretraining the model (and tokenizer) in DIR, fresh optimizer;\n"
+    "                         the shape options below are then refused\n"
     "  --tokenizer DIR        reuse a tokenizer instead of training one on the corpus\n"
     "  --vocab-size N         tokenizer size incl. 256 bytes and special tokens; 257 = bytes only [512]\n"
     "  --n-layer L --n-head H --n-embd C --ctx T    model shape [4, 4, 128, 128]\n"

@@ -5,7 +5,7 @@
 #include <cstdio>
 
 #include "adapt/token_probe.h"
-#include "data/corpus.h"
+#include "data/pretraining.h"
 #include "data/json.h"
 #include "tools/cli.h"
 #include "tools/model_dir.h"

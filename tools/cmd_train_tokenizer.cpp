@@ -9,7 +9,7 @@
 #include <cstdio>
 
 #include "data/bpe.h"
-#include "data/corpus.h"
+#include "data/pretraining.h"
 #include "tools/cli.h"
 
 namespace ta::cli {
