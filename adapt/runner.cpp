@@ -38,9 +38,10 @@ namespace {
 // method's features cannot change (probing), else a forward pass per batch.
 class FeatureSource {
  public:
-  FeatureSource(const AdaptedModel& adapted, const std::vector<EncodedExample>& examples, bool cached, int batch)
+  FeatureSource(const AdaptedModel& adapted, const std::vector<EncodedExample>& examples, bool cached, int batch,
+                const std::string& feature_cache = "")
       : adapted_(adapted), examples_(examples) {
-    if (cached && !examples.empty()) cache_ = pooled_features(adapted, examples, batch);  // (N,C)
+    if (cached && !examples.empty()) cache_ = pooled_features(adapted, examples, batch, feature_cache);  // (N,C)
   }
   // (B,C) for examples[indices].
   Tensor features(const std::vector<size_t>& indices, Rng* dropout_rng) const {
@@ -132,15 +133,44 @@ std::string significant(double x) {
 
 }  // namespace
 
-Tensor pooled_features(const AdaptedModel& a, const std::vector<EncodedExample>& examples, int batch) {
+// The cache file of these features: a hash of what determines them.
+static std::string feature_cache_path(const AdaptedModel& a, const std::vector<EncodedExample>& examples, const std::string& folder) {
+  const std::string key = base_model_fingerprint(a.base_dir) + " pooling " + pooling_name(a.head->pooling()) + " prefix " +
+                          std::to_string(a.prefix_length());
+  uint64_t hash = fnv1a64(key.data(), key.size());
+  for (const EncodedExample& e : examples) {
+    const int64_t length = static_cast<int64_t>(e.ids.size());
+    hash = fnv1a64(&length, sizeof length, hash);
+    hash = fnv1a64(e.ids.data(), e.ids.size() * sizeof(int), hash);
+  }
+  char name[64];
+  std::snprintf(name, sizeof name, "/features-%016llx.safetensors", static_cast<unsigned long long>(hash));
+  return folder + name;
+}
+
+Tensor pooled_features(const AdaptedModel& a, const std::vector<EncodedExample>& examples, int batch,
+                       const std::string& feature_cache) {
   NoGradGuard no_grad;
   const size_t C = static_cast<size_t>(a.model->config().n_embd);
+  const Shape shape{static_cast<int>(examples.size()), static_cast<int>(C)};
+  const std::string path = feature_cache.empty() ? "" : feature_cache_path(a, examples, feature_cache);
+  if (!path.empty() && file_exists(path)) {
+    try {
+      std::vector<NamedArray> saved = read_safetensors(path);
+      if (saved.size() == 1 && saved[0].values.size() == examples.size() * C) return Tensor::from(shape, saved[0].values);
+    } catch (const InputError&) {  // a damaged cache file is computed again and replaced
+    }
+  }
   std::vector<float> values(examples.size() * C);
   for (const std::vector<size_t>& indices : length_sorted_batches(examples, batch)) {
     Tensor f = a.features(make_batch(examples, indices), nullptr);  // (B,C)
     for (size_t r = 0; r < indices.size(); r++) std::copy_n(f.data() + r * C, C, values.begin() + static_cast<long>(indices[r] * C));
   }
-  return Tensor::from({static_cast<int>(examples.size()), static_cast<int>(C)}, values);  // (N,C)
+  if (!path.empty()) {
+    make_dirs(feature_cache);
+    write_safetensors(path, {{"features", {shape[0], shape[1]}, values}});
+  }
+  return Tensor::from(shape, values);  // (N,C)
 }
 
 std::vector<std::vector<float>> predict_logits(const AdaptedModel& a, const std::vector<EncodedExample>& examples,
@@ -152,8 +182,10 @@ LMLoss lm_loss(const AdaptedModel& a, const std::vector<int>& tokens) {
   return windowed_lm_loss(*a.model, tokens, a.max_text_tokens(), [&](int B) { return a.forward_options(B, nullptr); });
 }
 
-Evaluation evaluate(const AdaptedModel& a, const std::vector<EncodedExample>& examples, int batch) {
-  return evaluate_source(a, FeatureSource(a, examples, false, batch), batch);
+Evaluation evaluate(const AdaptedModel& a, const std::vector<EncodedExample>& examples, int batch,
+                    const std::string& feature_cache) {
+  const bool cached = a.method->features_frozen() && !feature_cache.empty();
+  return evaluate_source(a, FeatureSource(a, examples, cached, batch, feature_cache), batch);
 }
 
 TrainResult train(AdaptedModel& a, const std::vector<EncodedExample>& train_split,
@@ -161,8 +193,8 @@ TrainResult train(AdaptedModel& a, const std::vector<EncodedExample>& train_spli
   const auto start = std::chrono::steady_clock::now();  // the probe's feature caching counts as training time
   const bool cached = a.method->features_frozen();
   const std::vector<EncodedExample> no_examples;
-  FeatureSource train_source(a, train_split, cached, o.eval_batch);
-  FeatureSource val_source(a, o.validate ? val_split : no_examples, cached, o.eval_batch);
+  FeatureSource train_source(a, train_split, cached, o.eval_batch, o.feature_cache);
+  FeatureSource val_source(a, o.validate ? val_split : no_examples, cached, o.eval_batch, o.feature_cache);
   EpochSampler sampler(train_split.size(), o.batch, o.seed);
   const long long steps = total_steps(o, sampler);
   std::vector<OptimParam> params = a.trainable_parameters();

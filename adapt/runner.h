@@ -12,6 +12,9 @@
 // the pooled features of each split are computed once, without a tape, and
 // the head is trained and evaluated on that cache; the LM never runs again
 // (Hewitt & Liang's probes, and the "linear probe" of Kumar et al. 2022).
+// With a feature cache folder, those features are also kept on disk, one file
+// per (base weights, pooling, examples), so that runs in other processes
+// (compare's seeds and train sizes) compute each set once.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -36,6 +39,7 @@ struct RunOptions {
   float weight_decay = 0.0f;  // AdamW's decoupled decay on matrices (Hugging Face Trainer's default 0)
   uint64_t seed = 1337;       // batch order and dropout
   std::string log_path;       // CSV log; "" = none
+  std::string feature_cache;  // probing: a folder of pooled features shared by runs; "" = none (see below)
   bool show_progress = true;
 };
 
@@ -56,8 +60,10 @@ struct TrainResult {
 TrainResult train(AdaptedModel& adapted, const std::vector<EncodedExample>& train_split,
                   const std::vector<EncodedExample>& val_split, const RunOptions& options);
 
-// Accuracy, macro-F1 and mean loss of the adapted model on `examples`.
-Evaluation evaluate(const AdaptedModel& adapted, const std::vector<EncodedExample>& examples, int batch = 32);
+// Accuracy, macro-F1 and mean loss of the adapted model on `examples`;
+// probes read their features from `feature_cache` when given.
+Evaluation evaluate(const AdaptedModel& adapted, const std::vector<EncodedExample>& examples, int batch = 32,
+                    const std::string& feature_cache = "");
 
 // Label logits (N, L) of every example, in order, without a tape.
 std::vector<std::vector<float>> predict_logits(const AdaptedModel& adapted, const std::vector<EncodedExample>& examples,
@@ -68,7 +74,12 @@ std::vector<std::vector<float>> predict_logits(const AdaptedModel& adapted, cons
 // fits in the context; each token but the first is predicted once.
 LMLoss lm_loss(const AdaptedModel& adapted, const std::vector<int>& tokens);
 
-// Pooled features (N, C) of every example (the probe's cache), without a tape.
-Tensor pooled_features(const AdaptedModel& adapted, const std::vector<EncodedExample>& examples, int batch = 32);
+// Pooled features (N, C) of every example (the probe's cache), without a tape;
+// read from and written to the folder `feature_cache` when given: the file
+// is named by a hash of the base's weights, the pooling, the method's prefix
+// length and every example's ids, and a file that does not load as (N, C) is
+// computed again.
+Tensor pooled_features(const AdaptedModel& adapted, const std::vector<EncodedExample>& examples, int batch = 32,
+                       const std::string& feature_cache = "");
 
 }  // namespace ta::adapt

@@ -290,13 +290,13 @@ TEST_CASE("lpft: compare's lp-ft row fine-tunes from the probe row's adapter of 
                   f.scratch) == 0);
   // runs.tsv: run seed method ... dir init_head, one line per run and seed.
   const std::string tsv = read_file(out + "/runs.tsv");
-  CHECK(tsv.rfind("run\tseed\tmethod\ttrainable_params\ttrainable_percent\tid_accuracy\tood_accuracy\ttrain_seconds\t"
-                  "peak_rss_mb\tadapter_bytes\tdir\tinit_head\n", 0) == 0);
+  CHECK(tsv.rfind("run\tseed\tmethod\ttrain_size\ttrainable_params\ttrainable_percent\tid_accuracy\tood_accuracy\t"
+                  "train_seconds\tpeak_rss_mb\tadapter_bytes\tdir\tinit_head\n", 0) == 0);
   for (int seed : {5, 6}) {
     CAPTURE(seed);
     const std::string s = std::to_string(seed);
     const std::string probe_dir = out + "/run1-probe-s" + s, lpft_dir = out + "/run2-lp-ft-s" + s;
-    CHECK(tsv.find("finetune\t" + s + "\tfinetune\t") != std::string::npos);
+    CHECK(tsv.find("finetune\t" + s + "\tfinetune\t96\t") != std::string::npos);
     CHECK(tsv.find("\t" + probe_dir + "\t-\n") != std::string::npos);
     CHECK(tsv.find("lp-ft\t" + s + "\tfinetune\t") != std::string::npos);
     CHECK(tsv.find("\t" + lpft_dir + "\t" + probe_dir + "\n") != std::string::npos);

@@ -79,6 +79,7 @@ adapt::RunOptions parse_run(Args& args, const std::string& method) {
   o.validate = o.eval_every != 0;
   o.weight_decay = static_cast<float>(args.real("weight-decay", o.weight_decay));
   o.seed = static_cast<uint64_t>(args.integer("seed", 1337));
+  o.feature_cache = args.str("feature-cache", "");
   if (o.batch < 1 || o.lr <= 0) throw InputError("--batch must be >= 1 and --lr > 0");
   if (o.steps < 0 || (o.steps == 0 && o.epochs <= 0)) throw InputError("--steps and --epochs must be > 0");
   return o;
@@ -185,7 +186,7 @@ int run_adapt(Args& args) {
   for (const char* split : {"test", "ood"}) {
     const std::vector<adapt::EncodedExample> examples = encode(split);
     if (examples.empty()) continue;
-    const adapt::Evaluation e = adapt::evaluate(a, examples);
+    const adapt::Evaluation e = adapt::evaluate(a, examples, 32, run_options.feature_cache);
     print_split(split, e);
     splits.set(split, adapt::evaluation_json(e));
   }
@@ -229,6 +230,7 @@ static Command adapt_cmd{
     "  --batch B [16]  --warmup N [steps/10]  --weight-decay X [0]  --eval-every N [100; 0 = never]\n"
     "  --train-size N           train on a stratified sample of N examples of the train split (the label\n"
     "                           shares kept, every label at least once) [0 = all]\n"
+    "  --feature-cache DIR      probes: keep the base's pooled features in DIR for later runs [none]\n"
     "  --seed S [1337] initialisation, batch order, dropout;  --data-seed S [1337] the --train-size sample\n"
     "Writes DIR/adapter_config.json, DIR/adapter_model.safetensors, DIR/log.csv, DIR/metrics.json.",
     run_adapt};
