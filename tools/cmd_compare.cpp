@@ -45,6 +45,8 @@
 namespace ta::cli {
 namespace {
 
+using adapt::Stat;
+
 struct Run {
   std::string label;                  // table row: "lora r=4"
   std::string method;                 // `tinyadapt adapt --method`
@@ -193,28 +195,6 @@ std::string make_untrained_base(const std::string& model_dir, const std::string&
   save_model_dir(random_model, base.tokenizer, dir);
   return dir;
 }
-
-struct Stat {
-  std::vector<double> values;
-  void add(double v) { values.push_back(v); }
-  double mean() const {
-    double s = 0;
-    for (double v : values) s += v;
-    return values.empty() ? 0 : s / static_cast<double>(values.size());
-  }
-  double sd() const {
-    if (values.size() < 2) return 0;
-    double m = mean(), s = 0;
-    for (double v : values) s += (v - m) * (v - m);
-    return std::sqrt(s / static_cast<double>(values.size() - 1));
-  }
-  std::string text(int digits, double scale = 1.0) const {
-    char buf[64];
-    if (values.size() < 2) std::snprintf(buf, sizeof buf, "%.*f", digits, mean() * scale);
-    else std::snprintf(buf, sizeof buf, "%.*f ± %.*f", digits, mean() * scale, digits, sd() * scale);
-    return buf;
-  }
-};
 
 double split_accuracy(const json::Value& metrics, const char* split) {
   const json::Value* s = metrics.find(split);
