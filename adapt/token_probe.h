@@ -58,8 +58,8 @@ namespace ta::adapt {
 
 struct TokenProbeOptions {
   std::string property = "depth";  // "pos" | "depth" | "start" (see above)
-  long long train_tokens = 20000;  // probed positions for training (at most)
-  long long test_tokens = 8000;    // probed positions for testing (at most)
+  long long train_tokens = 16000;  // probed positions for training (at most)
+  long long test_tokens = 6000;    // probed positions for testing (at most)
   long long steps = 400;
   int batch = 64;
   float lr = 1e-2f;

@@ -132,7 +132,7 @@ static Command probe_tokens_cmd{
     "  --untrained                        also probe a random base of the same shape (drawn from --seed)\n"
     "  --seeds N --seed S                 seeds S..S+N-1 for control labels, probe init, batches [1, 1337]\n"
     "  --train-tokens N --test-tokens N   probed positions (pos: held-out Brown files test; depth,\n"
-    "                                     start: every 5th window tests) [20000, 8000]\n"
+    "                                     start: every 5th window tests) [16000, 6000]\n"
     "  --steps N --batch N --lr X --hidden N   probe training and the MLP's width [400, 64, 1e-2, 256]\n"
     "  --json                             the results as JSON on stdout (the table otherwise)\n"
     "  --out FILE.md                      also write the table to FILE.md",
