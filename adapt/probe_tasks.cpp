@@ -27,6 +27,12 @@ long long probed_count(const ProbeWindow& window) {
   return std::count_if(window.labels.begin(), window.labels.end(), [](int label) { return label >= 0; });
 }
 
+long long probed_count(const std::vector<ProbeWindow>& windows) {
+  long long n = 0;
+  for (const ProbeWindow& window : windows) n += probed_count(window);
+  return n;
+}
+
 namespace {
 
 // Windows taken in order until the next would pass `limit` probed positions.

@@ -79,8 +79,9 @@ struct ProbeWindow {
   std::vector<int> types;   // (T) control-task type in [0, ProbeTask::n_types); -1 where not probed
 };
 
-// How many positions of `window` are probed (label >= 0).
+// How many positions of `window` (of all `windows`) are probed (label >= 0).
 long long probed_count(const ProbeWindow& window);
+long long probed_count(const std::vector<ProbeWindow>& windows);
 
 // The positions of a property's probe, labelled: built from a tokenizer and
 // data, the same for every base that shares the tokenizer.

@@ -347,11 +347,9 @@ TEST_CASE("brown: POS probes of every layer run end to end; embeddings that name
   CHECK(results[0].probe == "linear");
   CHECK(results[0].accuracy.mean() > 0.95);
   // The majority baseline: the training positions' commonest class (nouns, 3 of 11) on the test positions.
-  long long nouns = 0, probed = 0;
-  for (const adapt::ProbeWindow& w : task.test) {
-    nouns += std::count(w.labels.begin(), w.labels.end(), static_cast<int>(CoarseTag::Noun));
-    probed += adapt::probed_count(w);
-  }
+  long long nouns = 0;
+  for (const adapt::ProbeWindow& w : task.test) nouns += std::count(w.labels.begin(), w.labels.end(), static_cast<int>(CoarseTag::Noun));
+  const long long probed = adapt::probed_count(task.test);
   for (const adapt::TokenProbeResult& r : results) {
     CAPTURE(r.base);
     CAPTURE(r.layer);

@@ -30,17 +30,11 @@ adapt::ProbeTask build_task(const ModelDir& m, const std::string& corpus, const 
   return adapt::stream_probe_task(m.tokenizer, tokens, n_positions, o);
 }
 
-long long probed_positions(const std::vector<adapt::ProbeWindow>& windows) {
-  long long n = 0;
-  for (const adapt::ProbeWindow& w : windows) n += adapt::probed_count(w);
-  return n;
-}
-
 std::string markdown(const adapt::ProbeTask& task, const std::vector<adapt::TokenProbeResult>& results,
                      const adapt::TokenProbeOptions& o) {
   std::string md = "property: " + task.property + "; control: " + task.control + "\n" +
-                   "positions: " + std::to_string(probed_positions(task.train)) + " train, " +
-                   std::to_string(probed_positions(task.test)) + " test; " + std::to_string(o.seeds) +
+                   "positions: " + std::to_string(adapt::probed_count(task.train)) + " train, " +
+                   std::to_string(adapt::probed_count(task.test)) + " test; " + std::to_string(o.seeds) +
                    (o.seeds == 1 ? " seed" : " seeds (mean ± sd)") + "; layer 0 = embeddings, i = after block i\n\n" +
                    "| base | layer | probe | accuracy | control accuracy | selectivity | majority |\n"
                    "|---|---:|---|---:|---:|---:|---:|\n";
@@ -73,8 +67,8 @@ json::Value to_json(const adapt::ProbeTask& task, const std::vector<adapt::Token
   json::Value out = json::Value::object();
   out.set("property", task.property);
   out.set("control", task.control);
-  out.set("train_positions", probed_positions(task.train));
-  out.set("test_positions", probed_positions(task.test));
+  out.set("train_positions", adapt::probed_count(task.train));
+  out.set("test_positions", adapt::probed_count(task.test));
   out.set("seeds", o.seeds);
   out.set("results", rows);
   return out;
