@@ -1,6 +1,7 @@
 // adapt/report.cpp — see report.h.
 #include "adapt/report.h"
 
+#include <cmath>
 #include <cstdio>
 #include <set>
 #include <sys/stat.h>
@@ -24,6 +25,27 @@ std::string with_thousands(int64_t n) {
     out += digits[i];
   }
   return n < 0 ? "-" + out : out;
+}
+
+double Stat::mean() const {
+  double sum = 0;
+  for (double v : values) sum += v;
+  return values.empty() ? 0 : sum / static_cast<double>(values.size());
+}
+
+double Stat::sd() const {
+  if (values.size() < 2) return 0;
+  const double m = mean();
+  double sum = 0;
+  for (double v : values) sum += (v - m) * (v - m);
+  return std::sqrt(sum / static_cast<double>(values.size() - 1));
+}
+
+std::string Stat::text(int digits, double scale) const {
+  char buf[64];
+  if (values.size() < 2) std::snprintf(buf, sizeof buf, "%.*f", digits, mean() * scale);
+  else std::snprintf(buf, sizeof buf, "%.*f ± %.*f", digits, mean() * scale, digits, sd() * scale);
+  return buf;
 }
 
 std::string report_line(const TrainableReport& r) {

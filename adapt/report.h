@@ -43,6 +43,16 @@ Evaluation score(const std::vector<int>& predictions, const std::vector<int>& ta
 
 json::Value evaluation_json(const Evaluation& e);  // {"accuracy":…, "macro_f1":…, "loss":…, "n":…}
 
+// One number over repeated runs (seeds): mean, sample sd, and "0.912 ± 0.004"
+// (just "0.912" for a single run).
+struct Stat {
+  std::vector<double> values;
+  void add(double v) { values.push_back(v); }
+  double mean() const;
+  double sd() const;  // 0 for fewer than two values
+  std::string text(int digits, double scale = 1.0) const;
+};
+
 // Bytes of the file at `path` (0 when absent).
 int64_t file_bytes(const std::string& path);
 

@@ -1,7 +1,11 @@
-// adapt/token_probe.cpp — see token_probe.h.
+// adapt/token_probe.cpp — see token_probe.h. The properties' positions and
+// labels are built in probe_tasks.cpp; this file turns them into features
+// and trains the probes.
 #include "adapt/token_probe.h"
 
 #include <algorithm>
+#include <cmath>
+#include <exception>
 #include <functional>
 
 #include "adapt/head.h"
@@ -11,87 +15,126 @@
 
 namespace ta::adapt {
 
-bool ends_sentence(const std::string& previous_token_bytes) {
-  for (auto it = previous_token_bytes.rbegin(); it != previous_token_bytes.rend(); ++it) {
-    if (*it == '"' || *it == '\'' || *it == ')' || *it == ']' || *it == ' ') continue;
-    return *it == '.' || *it == '?' || *it == '!';
-  }
-  return false;
-}
-
-int sentence_depth(const std::vector<bool>& ends_after, int t) {
-  int depth = 0;
-  while (depth < t && !ends_after[static_cast<size_t>(t - depth - 1)]) depth++;
-  return depth;
-}
-
-std::vector<int> control_labels(int vocab_size, double rate, uint64_t seed) {
+std::vector<int> control_labels(int n_types, const std::vector<double>& distribution, uint64_t seed) {
   Rng rng(seed ^ 0xC0417011ull);
-  std::vector<int> labels(static_cast<size_t>(vocab_size));
-  for (int& label : labels) label = rng.uniform() < rate ? 1 : 0;
+  std::vector<int> labels(static_cast<size_t>(n_types));
+  for (int& label : labels) {
+    double u = rng.uniform(), cumulative = 0;
+    label = static_cast<int>(distribution.size()) - 1;  // where rounding leaves u past the last sum
+    for (size_t c = 0; c < distribution.size(); c++)
+      if (u < (cumulative += distribution[c])) {
+        label = static_cast<int>(c);
+        break;
+      }
+  }
   return labels;
 }
 
 namespace {
 
-// The probe's inputs: one row per position.
-struct PositionFeatures {
-  Tensor features;             // (N,C) last-layer hidden states
-  std::vector<int> ids;        // (N) token ids
-  std::vector<size_t> places;  // (N) index into the token stream
-  std::vector<int> depths;     // (N) sentence_depth of each position in its window
+// The probed positions of a set of windows, in window order.
+struct ProbedPositions {
+  std::vector<int> labels;  // (N)
+  std::vector<int> types;   // (N)
 };
 
-// Hidden states (N, C) of up to `limit` positions, in windows of
-// n_positions tokens, with each position's token id, its place in the stream
-// (the start property reads the token before) and its sentence depth. Every
-// fifth window (4, 9, 14, ...) is a test window, the others train windows:
-// both sets span the whole corpus. (A split by position in the corpus would
-// test on the most recent speeches only, whose shorter sentences shift the
-// depth property's classes: 78% one class where training saw 50%.)
-PositionFeatures hidden_states(const GPT& model, const data::Tokenizer& tokenizer, const std::vector<int>& tokens,
-                               bool test_windows, long long limit) {
-  NoGradGuard no_grad;
-  const size_t T = static_cast<size_t>(model.config().n_positions);
-  const int C = model.config().n_embd;
-  PositionFeatures out;
-  std::vector<float> values;
-  for (size_t w = 0, start = 0; start + T <= tokens.size(); w++, start += T) {
-    if ((w % 5 == 4) != test_windows) continue;
-    if (static_cast<long long>(out.ids.size()) + static_cast<long long>(T) > limit) break;
-    const std::vector<int> window(tokens.begin() + static_cast<long>(start), tokens.begin() + static_cast<long>(start + T));
-    Tensor hidden = model.forward(window, 1, static_cast<int>(T));  // (1,T,C)
-    values.insert(values.end(), hidden.data(), hidden.data() + hidden.numel());
-    out.ids.insert(out.ids.end(), window.begin(), window.end());
-    std::vector<bool> ends_after(T);
-    for (size_t t = 0; t < T; t++) ends_after[t] = ends_sentence(tokenizer.id_to_bytes(window[t]));
-    for (size_t t = 0; t < T; t++) {
-      out.places.push_back(start + t);
-      out.depths.push_back(sentence_depth(ends_after, static_cast<int>(t)));
-    }
-  }
-  if (out.ids.empty())
-    throw InputError("probe-tokens: the corpus is too short for a " + std::string(test_windows ? "test" : "training") +
-                     " window of " + std::to_string(T) + " tokens (every fifth window tests)");
-  out.features = Tensor::from({static_cast<int>(out.ids.size()), C}, values);
+ProbedPositions probed_positions(const std::vector<ProbeWindow>& windows) {
+  ProbedPositions out;
+  for (const ProbeWindow& w : windows)
+    for (size_t t = 0; t < w.ids.size(); t++)
+      if (w.labels[t] >= 0) {
+        out.labels.push_back(w.labels[t]);
+        out.types.push_back(w.types[t]);
+      }
   return out;
 }
 
-std::vector<int> labels_of(const std::vector<int>& ids, const std::vector<int>& label_of_type) {
+// Runs body(i) for i < n, one i per OpenMP thread at a time. The work here
+// is many small products (a window of 128 tokens, a probe's batch of 64),
+// too small to split well over threads: on a busy machine the splitting cost
+// ten times the work. Inside a parallel region the ops stay on their thread,
+// so every result is also independent of the thread count.
+void parallel_for_each(size_t n, const std::function<void(size_t)>& body) {
+  std::exception_ptr error;
+#pragma omp parallel for schedule(dynamic)
+  for (long i = 0; i < static_cast<long>(n); i++) {
+    try {
+      body(static_cast<size_t>(i));
+    } catch (...) {
+#pragma omp critical(token_probe_error)
+      if (!error) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+// The residual stream at the probed positions of `windows`: one (N,C) tensor
+// per layer, 0 = the embeddings. One forward pass per window, no tape.
+std::vector<Tensor> layer_features(const GPT& model, const std::vector<ProbeWindow>& windows) {
+  const size_t C = static_cast<size_t>(model.config().n_embd), L = static_cast<size_t>(model.n_layer()) + 1;
+  std::vector<size_t> first_row(windows.size() + 1, 0);  // window w's rows start at first_row[w]
+  for (size_t w = 0; w < windows.size(); w++) first_row[w + 1] = first_row[w] + static_cast<size_t>(probed_count(windows[w]));
+  std::vector<Tensor> features;
+  for (size_t l = 0; l < L; l++) features.push_back(Tensor::empty({static_cast<int>(first_row.back()), static_cast<int>(C)}));
+  parallel_for_each(windows.size(), [&](size_t w) {
+    NoGradGuard no_grad;  // on this thread: the flag is per thread
+    const ProbeWindow& window = windows[w];
+    std::vector<Tensor> layers;
+    ForwardOptions options;
+    options.layer_outputs = &layers;
+    model.forward(window.ids, 1, static_cast<int>(window.ids.size()), options);
+    size_t row = first_row[w];
+    for (size_t t = 0; t < window.ids.size(); t++) {
+      if (window.labels[t] < 0) continue;
+      for (size_t l = 0; l < L; l++)
+        std::copy_n(layers[l].data() + t * C, C, features[l].data() + row * C);  // (1,T,C) -> row of (N,C)
+      row++;
+    }
+  });
+  return features;
+}
+
+// Standardises every column of train (N,C) and test (M,C) with train's mean
+// and sd, so one learning rate suits every layer whatever its scale.
+void standardise(Tensor& train, Tensor& test) {
+  const size_t N = static_cast<size_t>(train.size(0)), C = static_cast<size_t>(train.size(1));
+  std::vector<double> mean(C, 0.0), var(C, 0.0);
+  const float* x = train.data();
+  for (size_t i = 0; i < N; i++)
+    for (size_t c = 0; c < C; c++) mean[c] += x[i * C + c];
+  for (double& m : mean) m /= static_cast<double>(N);
+  for (size_t i = 0; i < N; i++)
+    for (size_t c = 0; c < C; c++) var[c] += (x[i * C + c] - mean[c]) * (x[i * C + c] - mean[c]);
+  for (Tensor* t : {&train, &test}) {
+    float* y = t->data();
+    for (size_t i = 0; i < static_cast<size_t>(t->size(0)); i++)
+      for (size_t c = 0; c < C; c++)
+        y[i * C + c] = static_cast<float>((y[i * C + c] - mean[c]) / std::max(std::sqrt(var[c] / static_cast<double>(N)), 1e-6));
+  }
+}
+
+std::vector<int> labels_of(const std::vector<int>& types, const std::vector<int>& label_of_type) {
   std::vector<int> labels;
-  for (int id : ids) labels.push_back(label_of_type[static_cast<size_t>(id)]);
+  for (int type : types) labels.push_back(label_of_type[static_cast<size_t>(type)]);
   return labels;
 }
 
-// Trains one probe head on (train features, labels) and returns its test accuracy.
-double probe_accuracy(const GPT& model, const std::string& type, const PositionFeatures& train_set,
-                      const std::vector<int>& train_labels, const PositionFeatures& test_set,
-                      const std::vector<int>& test_labels, const TokenProbeOptions& o) {
+// What one probe trains on and is scored on.
+struct ProbeData {
+  const Tensor& train;  // (N,C) standardised features
+  const std::vector<int>& train_labels;
+  const Tensor& test;   // (M,C)
+  const std::vector<int>& test_labels;
+};
+
+// Trains one probe head and returns its test accuracy.
+double probe_accuracy(const GPT& model, const std::string& type, const std::vector<std::string>& class_names,
+                      const ProbeData& d, const TokenProbeOptions& o, uint64_t seed) {
   HeadConfig config;
   config.type = type;
   config.hidden = o.mlp_hidden;
-  config.label_names = {"no", "yes"};
-  Rng init(o.seed);
+  config.label_names = class_names;
+  Rng init(seed);
   Head head(config, model.config().n_embd, {}, init);
   TrainerOptions t;
   t.steps = o.steps;
@@ -99,70 +142,119 @@ double probe_accuracy(const GPT& model, const std::string& type, const PositionF
   t.warmup = o.steps / 10;
   t.adamw.weight_decay = 0.0f;
   Trainer trainer(head.trainable_parameters(), t);
-  const int n = static_cast<int>(train_labels.size());
+  const int n = static_cast<int>(d.train_labels.size());
   for (long long step = 0; step < o.steps; step++) {
-    Rng rng = step_rng(o.seed, step);
+    Rng rng = step_rng(seed, step);
     std::vector<int> rows(static_cast<size_t>(o.batch)), targets;
     for (int& r : rows) r = rng.below(n);
-    for (int r : rows) targets.push_back(train_labels[static_cast<size_t>(r)]);
+    for (int r : rows) targets.push_back(d.train_labels[static_cast<size_t>(r)]);
     trainer.step(step, [&](int) {
-      Tensor x = embedding(train_set.features, rows, Shape{o.batch});  // (B,C) rows of the cache
+      Tensor x = embedding(d.train, rows, Shape{o.batch});  // (B,C) rows of the cache
       return MicroBatch{cross_entropy(head.logits(model, x), targets), o.batch};
     });
   }
   NoGradGuard no_grad;
-  Tensor logits = head.logits(model, test_set.features);  // (N,2)
+  const Tensor logits = head.logits(model, d.test);  // (M,K)
+  const size_t K = class_names.size();
   long long correct = 0;
-  for (size_t i = 0; i < test_labels.size(); i++)
-    correct += (logits.data()[2 * i + 1] > logits.data()[2 * i] ? 1 : 0) == test_labels[i];
-  return static_cast<double>(correct) / static_cast<double>(test_labels.size());
+  for (size_t i = 0; i < d.test_labels.size(); i++) {
+    const float* row = logits.data() + i * K;
+    correct += std::max_element(row, row + K) - row == d.test_labels[i];
+  }
+  return static_cast<double>(correct) / static_cast<double>(d.test_labels.size());
 }
 
 }  // namespace
 
-std::vector<TokenProbeResult> run_token_probe(const GPT& model, const data::Tokenizer& tokenizer,
-                                              const std::vector<int>& tokens, const TokenProbeOptions& o) {
-  if (o.property != "depth" && o.property != "start")
-    throw InputError("probe-tokens: --property must be depth or start, got \"" + o.property + "\"");
-  const PositionFeatures train_set = hidden_states(model, tokenizer, tokens, false, o.train_tokens);
-  const PositionFeatures test_set = hidden_states(model, tokenizer, tokens, true, o.test_tokens);
+void check_token_probe_options(const TokenProbeOptions& o) {
+  if (o.property != "pos" && o.property != "depth" && o.property != "start")
+    throw InputError("probe-tokens: --property must be pos, depth or start, got \"" + o.property + "\"");
+  if (o.steps < 1 || o.batch < 1 || o.mlp_hidden < 1 || !(o.lr > 0))
+    throw InputError("probe-tokens: --steps, --batch, --hidden and --lr must be positive");
+  if (o.seeds < 1) throw InputError("probe-tokens: --seeds must be at least 1, got " + std::to_string(o.seeds));
+}
 
-  std::string property;
-  std::function<int(const PositionFeatures&, size_t)> label;  // the property of position i of a set
-  if (o.property == "start") {
-    property = "the token starts a sentence";
-    label = [&](const PositionFeatures& set, size_t i) {
-      const size_t place = set.places[i];
-      return place > 0 && ends_sentence(tokenizer.id_to_bytes(tokens[place - 1])) ? 1 : 0;
-    };
-  } else {
-    std::vector<int> depths = train_set.depths;  // the median training depth splits the classes
-    std::nth_element(depths.begin(), depths.begin() + static_cast<long>(depths.size() / 2), depths.end());
-    const int threshold = std::max(1, depths[depths.size() / 2]);
-    property = "the token is at least " + std::to_string(threshold) + " tokens into its sentence";
-    label = [threshold](const PositionFeatures& set, size_t i) { return set.depths[i] >= threshold ? 1 : 0; };
+namespace {
+
+// What every base is probed on: the labels of the property and, per seed,
+// of its control task, at the train and test positions.
+struct ProbeLabels {
+  ProbedPositions train, test;
+  std::vector<uint64_t> seeds;
+  std::vector<std::vector<int>> train_control, test_control;  // [seed][position]
+  double majority = 0;
+};
+
+ProbeLabels probe_labels(const ProbeTask& task, const TokenProbeOptions& o) {
+  ProbeLabels p;
+  p.train = probed_positions(task.train);
+  p.test = probed_positions(task.test);
+  std::vector<double> distribution(task.class_names.size(), 0.0);  // of the training positions' classes
+  for (int label : p.train.labels) distribution[static_cast<size_t>(label)] += 1.0 / static_cast<double>(p.train.labels.size());
+  const int commonest = static_cast<int>(std::max_element(distribution.begin(), distribution.end()) - distribution.begin());
+  p.majority = static_cast<double>(std::count(p.test.labels.begin(), p.test.labels.end(), commonest)) /
+               static_cast<double>(p.test.labels.size());
+  for (long long s = 0; s < o.seeds; s++) {
+    p.seeds.push_back(o.seed + static_cast<uint64_t>(s));
+    const std::vector<int> control = control_labels(task.n_types, distribution, p.seeds.back());
+    p.train_control.push_back(labels_of(p.train.types, control));
+    p.test_control.push_back(labels_of(p.test.types, control));
   }
-  auto labels_for = [&](const PositionFeatures& set) {
-    std::vector<int> labels;
-    for (size_t i = 0; i < set.ids.size(); i++) labels.push_back(label(set, i));
-    return labels;
-  };
-  const std::vector<int> train_property = labels_for(train_set), test_property = labels_for(test_set);
-  const double rate = static_cast<double>(std::count(train_property.begin(), train_property.end(), 1)) / static_cast<double>(train_property.size());
-  const std::vector<int> control = control_labels(tokenizer.vocab_size(), rate, o.seed);
-  const std::vector<int> train_control = labels_of(train_set.ids, control), test_control = labels_of(test_set.ids, control);
-  const double test_rate = static_cast<double>(std::count(test_property.begin(), test_property.end(), 1)) / static_cast<double>(test_property.size());
+  return p;
+}
 
-  std::vector<TokenProbeResult> results;
-  for (const char* type : {"linear", "mlp"}) {
+// One probe to train: a layer's features, a head, a seed, the property or its control.
+struct ProbeJob {
+  size_t layer;
+  const char* head;
+  size_t seed_index;
+  bool control;
+  double accuracy = 0;
+};
+
+// Every layer of one base: features computed once, then all its probes.
+void probe_base(const ProbeBase& base, const ProbeTask& task, const ProbeLabels& p, const TokenProbeOptions& o,
+                std::vector<TokenProbeResult>& results) {
+  std::vector<Tensor> train_features = layer_features(*base.model, task.train);
+  std::vector<Tensor> test_features = layer_features(*base.model, task.test);
+  std::vector<ProbeJob> jobs;
+  for (size_t layer = 0; layer < train_features.size(); layer++) {
+    standardise(train_features[layer], test_features[layer]);
+    for (const char* head : {"linear", "mlp"})
+      for (size_t s = 0; s < p.seeds.size(); s++)
+        for (bool control : {false, true}) jobs.push_back({layer, head, s, control});
+  }
+  parallel_for_each(jobs.size(), [&](size_t j) {
+    ProbeJob& job = jobs[j];
+    const std::vector<int>& train_labels = job.control ? p.train_control[job.seed_index] : p.train.labels;
+    const std::vector<int>& test_labels = job.control ? p.test_control[job.seed_index] : p.test.labels;
+    job.accuracy = probe_accuracy(*base.model, job.head, task.class_names,
+                                  {train_features[job.layer], train_labels, test_features[job.layer], test_labels}, o,
+                                  p.seeds[job.seed_index]);
+  });
+  for (size_t j = 0; j < jobs.size(); j += 2 * p.seeds.size()) {  // one layer and head: its seeds' pairs
     TokenProbeResult r;
-    r.probe = type;
-    r.property = property;
-    r.accuracy = probe_accuracy(model, type, train_set, train_property, test_set, test_property, o);
-    r.control_accuracy = probe_accuracy(model, type, train_set, train_control, test_set, test_control, o);
-    r.majority = std::max(test_rate, 1.0 - test_rate);
+    r.base = base.name;
+    r.layer = static_cast<int>(jobs[j].layer);
+    r.probe = jobs[j].head;
+    r.majority = p.majority;
+    for (size_t k = j; k < j + 2 * p.seeds.size(); k += 2) {
+      r.accuracy.add(jobs[k].accuracy);
+      r.control_accuracy.add(jobs[k + 1].accuracy);
+      r.selectivity.add(jobs[k].accuracy - jobs[k + 1].accuracy);
+    }
     results.push_back(r);
   }
+}
+
+}  // namespace
+
+std::vector<TokenProbeResult> run_token_probe(const std::vector<ProbeBase>& bases, const ProbeTask& task,
+                                              const TokenProbeOptions& o) {
+  check_token_probe_options(o);
+  const ProbeLabels labels = probe_labels(task, o);
+  std::vector<TokenProbeResult> results;
+  for (const ProbeBase& base : bases) probe_base(base, task, labels, o, results);
   return results;
 }
 

@@ -26,7 +26,7 @@ namespace ta::data {
 // The cache root: $TINYADAPT_CACHE when set and non-empty, else ".cache".
 std::string cache_dir();
 
-// The folder of one fetched data set ("sotu", "spam-assassin"); InputError
+// The folder of one fetched data set ("sotu", "spam-assassin", "brown"); InputError
 // saying "run `make data` first" when it is not there.
 std::string dataset_dir(const std::string& name);
 

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "data/brown.h"
 #include "data/json.h"
 
 namespace ta::data {
@@ -49,13 +50,14 @@ std::vector<Document> file_document(const std::string& path) {
 
 std::vector<Document> source_documents(const std::string& source) {
   if (source == "sotu") return sotu_documents();
+  if (source == "brown") return brown_documents();
   if (source.rfind("task:", 0) == 0) {
     const std::string name = source.substr(5);
     if (name.empty()) throw InputError("--corpus " + source + ": name a task after 'task:' (spam, era, pair or a TSV file)");
     return task_documents(name);
   }
   if (!file_exists(source))
-    throw InputError("--corpus: '" + source + "' is not a corpus (sotu, task:NAME) and no such file");
+    throw InputError("--corpus: '" + source + "' is not a corpus (sotu, brown, task:NAME) and no such file");
   return file_document(source);
 }
 
@@ -105,6 +107,9 @@ std::set<std::string> forbidden_documents(const std::vector<std::string>& docume
       if (is_held_out(a)) forbidden.insert("sotu:" + a.id);
   }
   if (data_sets.count("spam-assassin")) forbidden.merge(evaluation_documents(load_task("spam")));
+  if (data_sets.count("brown"))
+    for (const BrownFile& file : load_brown())
+      if (is_brown_probe_test(file.id)) forbidden.insert("brown:" + file.id);
   return forbidden;
 }
 

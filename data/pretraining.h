@@ -52,7 +52,7 @@ std::set<std::string> evaluation_documents(const Task& task);
 // come from (the part of an id before ':'): the evaluation documents of the
 // built-in tasks cut from them (sotu: era's and pair's val and test addresses
 // and the held-out presidents'; spam-assassin: spam's val, test and ood
-// messages) and the Brown probe-test files. Ids of files and TSV tasks name no
+// messages; brown: the part-of-speech probe's test files, data/brown.h). Ids of files and TSV tasks name no
 // data set we know, and load nothing.
 std::set<std::string> forbidden_documents(const std::vector<std::string>& document_ids);
 

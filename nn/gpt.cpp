@@ -137,8 +137,12 @@ Tensor GPT::forward(const std::vector<int>& ids, int B, int T, const ForwardOpti
       throw InputError("token id " + std::to_string(id) + " is outside the vocabulary [0, " +
                        std::to_string(config_.vocab_size) + ")");
   Tensor x = embed(ids, B, T, P, options);  // (B,k+T,C)
+  if (options.layer_outputs) options.layer_outputs->assign(1, x);
   AttentionOptions base = shared_attention_options(B, T, P, k, options);
-  for (const Block* block : blocks_) x = block->forward(x, options, base);
+  for (const Block* block : blocks_) {
+    x = block->forward(x, options, base);
+    if (options.layer_outputs) options.layer_outputs->push_back(x);
+  }
   return ln_f.forward(x);  // (B,k+T,C)
 }
 

@@ -48,6 +48,8 @@ class GPT : public Module {
 
   // ids (B*T, row-major) -> hidden states after ln_f, (B, k+T, C) where k is
   // the input prefix length (0 without one). Positions: see the top of file.
+  // options.layer_outputs, when set, also receives every layer's residual
+  // stream before ln_f (layer 0 = embeddings, layer i = after block i).
   Tensor forward(const std::vector<int>& ids, int B, int T, const ForwardOptions& options = {}) const;
   // hidden (..., C) -> logits (..., V) through the tied head: hidden @ wte^T.
   Tensor logits(const Tensor& hidden) const;

@@ -67,6 +67,11 @@ struct ForwardOptions {
   // One integer per batch row that hooks may read (e.g. which adapter serves
   // each row of a mixed batch); nn/ itself never reads it.
   std::vector<int> row_tags;
+  // Analysis (probing each layer): when set, GPT::forward replaces its
+  // contents with the residual stream after the embeddings and after each
+  // block, n_layer + 1 tensors (B,k+T,C), none through ln_f. Recorded on the
+  // tape like any other value when one is active.
+  std::vector<Tensor>* layer_outputs = nullptr;
 };
 
 // Applies inverted dropout when options.dropout_rng is set, else returns x.

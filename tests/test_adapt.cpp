@@ -351,15 +351,16 @@ TEST_CASE("adapt heads: default per method, verbalizer scores the label words' f
   CHECK(scores[0][1] == doctest::Approx(last[tokens[1]]).epsilon(1e-5));
 }
 
-TEST_CASE("adapt token probe: depth and sentence-start properties, control labels by type, selectivity = difference") {
+TEST_CASE("adapt token probe: depth and sentence-start properties, every layer, control labels by type, selectivity = difference") {
   CHECK(ends_sentence(" war."));
   CHECK(ends_sentence("?\")"));
   CHECK(ends_sentence("! "));
   CHECK_FALSE(ends_sentence(" Mr"));
   CHECK_FALSE(ends_sentence(","));
   CHECK_FALSE(ends_sentence(""));
-  const std::vector<int> control = control_labels(5000, 0.25, 3);
-  CHECK(control == control_labels(5000, 0.25, 3));
+  const std::vector<int> control = control_labels(5000, {0.75, 0.25}, 3);
+  CHECK(control == control_labels(5000, {0.75, 0.25}, 3));
+  CHECK(control != control_labels(5000, {0.75, 0.25}, 4));
   const double rate = static_cast<double>(std::count(control.begin(), control.end(), 1)) / 5000.0;
   CHECK(rate == doctest::Approx(0.25).epsilon(0.1));
 
@@ -373,24 +374,44 @@ TEST_CASE("adapt token probe: depth and sentence-start properties, control label
   const AdaptedModel a = f.adapted("probe");
   std::string text;
   for (const data::Example& e : f.task.train) text += e.text_a + ". ";
+  const std::vector<int> tokens = a.tokenizer.encode(text);
+  const int T = a.model->config().n_positions;
   TokenProbeOptions o;
   o.steps = 30;
   o.mlp_hidden = 8;
+  o.seeds = 2;
   for (const char* property : {"depth", "start"}) {
     o.property = property;
-    const std::vector<TokenProbeResult> results = run_token_probe(*a.model, a.tokenizer, a.tokenizer.encode(text), o);
-    REQUIRE(results.size() == 2);
+    const ProbeTask task = stream_probe_task(a.tokenizer, tokens, T, o);
+    // Every window is whole; the fifth, tenth, ... windows of the stream test.
+    REQUIRE(!task.test.empty());
+    CHECK(task.test[0].ids == std::vector<int>(tokens.begin() + 4 * T, tokens.begin() + 5 * T));
+    CHECK(task.train[4].ids == std::vector<int>(tokens.begin() + 5 * T, tokens.begin() + 6 * T));
+    CHECK(task.train[0].types == task.train[0].ids);  // the control's type is the token
+    const std::vector<TokenProbeResult> results = run_token_probe({{"base", a.model.get()}}, task, o);
+    REQUIRE(results.size() == 2 * 3);  // (embeddings + 2 blocks) × (linear, mlp)
     for (const TokenProbeResult& r : results) {
-      CHECK(r.accuracy >= 0.0);
-      CHECK(r.accuracy <= 1.0);
-      CHECK(r.selectivity() == r.accuracy - r.control_accuracy);
-      // The depth property splits at the median: its classes are about equally common.
-      if (o.property == "depth") CHECK(r.majority < 0.65);
-      CHECK(r.property.find(o.property == "depth" ? "into its sentence" : "starts a sentence") != std::string::npos);
+      CHECK(r.accuracy.values.size() == 2);
+      CHECK(r.accuracy.mean() >= 0.0);
+      CHECK(r.accuracy.mean() <= 1.0);
+      for (size_t s = 0; s < 2; s++) CHECK(r.selectivity.values[s] == r.accuracy.values[s] - r.control_accuracy.values[s]);
+    }
+    CHECK(task.property.find(o.property == "depth" ? "into its sentence" : "starts a sentence") != std::string::npos);
+    if (o.property == "depth") {  // the median splits the training positions into about equal classes
+      long long deep = 0, n = 0;
+      for (const ProbeWindow& w : task.train) {
+        deep += std::count(w.labels.begin(), w.labels.end(), 1);
+        n += static_cast<long long>(w.labels.size());
+      }
+      CHECK(static_cast<double>(deep) / static_cast<double>(n) == doctest::Approx(0.5).epsilon(0.3));
     }
   }
   o.property = "length";
-  CHECK_THROWS_AS(run_token_probe(*a.model, a.tokenizer, a.tokenizer.encode(text), o), InputError);
+  CHECK_THROWS_AS(stream_probe_task(a.tokenizer, tokens, T, o), InputError);
+  CHECK_THROWS_AS(check_token_probe_options(o), InputError);
+  o.property = "depth";
+  o.train_tokens = T - 1;  // smaller than one window
+  CHECK_THROWS_WITH_AS(stream_probe_task(a.tokenizer, tokens, T, o), doctest::Contains("--train-tokens"), InputError);
 }
 
 TEST_CASE("adapt lm_loss: an adapter's prefix shortens the windows so long texts fit; no method = the base's loss") {

@@ -583,6 +583,28 @@ TEST_CASE("model pooling: last real token, first token, masked mean, after an in
   CHECK(model.default_pooling() == Pooling::LastToken);
 }
 
+TEST_CASE("model layer outputs: embeddings then every block's residual stream; the last through ln_f is forward's output") {
+  GPT model(small_config(true, 101, 24, 3), 13);
+  Rng rng(8);
+  const std::vector<int> ids = random_ids(10, 101, rng);
+  NoGradGuard no_grad;
+  const std::vector<float> plain = model.forward(ids, 2, 5).to_vector();
+  std::vector<Tensor> layers(7);  // stale contents are replaced, not appended to
+  ForwardOptions options;
+  options.layer_outputs = &layers;
+  const std::vector<float> hidden = model.forward(ids, 2, 5, options).to_vector();
+  CHECK(hidden == plain);
+  REQUIRE(layers.size() == 4);  // embeddings + 3 blocks
+  for (const Tensor& layer : layers) CHECK(layer.shape() == Shape{2, 5, 24});
+  // Layer 0 is wte[id] + wpe[position]: row (b=1, t=2) by hand.
+  const std::vector<float> embedded = layers[0].to_vector(), wte = model.wte.weight.to_vector(), wpe = model.wpe.weight.to_vector();
+  for (int c = 0; c < 24; c++)
+    CHECK(embedded[static_cast<size_t>(7 * 24 + c)] == doctest::Approx(wte[static_cast<size_t>(ids[7] * 24 + c)] + wpe[static_cast<size_t>(2 * 24 + c)]));
+  CHECK(model.ln_f.forward(layers[3]).to_vector() == plain);
+  // Each block changes the stream: no layer is a copy of the one before.
+  for (size_t i = 1; i < layers.size(); i++) CHECK(layers[i].to_vector() != layers[i - 1].to_vector());
+}
+
 TEST_CASE("model masked LM: BERT's 15% with 80/10/10, specials untouched, seeded") {
   Rng data_rng(8);
   std::vector<int> ids = random_ids(40000, 1000, data_rng);

