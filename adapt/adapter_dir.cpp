@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <set>
 
+#include "adapt/prompt.h"
 #include "autograd/ops.h"
 #include "nn/checkpoint.h"
 
@@ -106,17 +107,22 @@ AdaptedModel load_base(const std::string& model_dir, const MethodConfig& method_
 }
 
 // The method made from its config and attached to `model` (seeded).
-std::unique_ptr<Method> make_and_attach(GPT& model, const data::Tokenizer& tokenizer, const MethodConfig& method_config,
-                                        const HeadConfig* head_config, uint64_t seed) {
+std::unique_ptr<Method> make_and_attach(GPT& model, const MethodConfig& method_config, const AttachContext& context,
+                                        uint64_t seed) {
   std::unique_ptr<Method> method = make_method(method_config);
-  AttachContext context;
-  context.vocab_size = tokenizer.vocab_size();
-  if (head_config)
-    for (const std::string& word : head_config->label_words)
-      context.label_word_ids.push_back(tokenizer.encode(word, {false, "label word"}));
   Rng rng(seed);
   method->attach(model, context, rng);
   return method;
+}
+
+// What a fresh method's attach() may use: the label words' tokens (prompt
+// tuning's label init) and the tokens its vocab init samples from.
+AttachContext fresh_attach_context(const std::string& model_dir, const data::Tokenizer& tokenizer, const HeadConfig& head) {
+  AttachContext context;
+  for (const std::string& word : head.label_words)
+    context.label_word_ids.push_back(tokenizer.encode(word, {false, "label word '" + word + "'"}));
+  context.vocab_sample_ids = prompt_init_vocabulary(model_dir, tokenizer);
+  return context;
 }
 
 std::unique_ptr<Head> make_head(const GPT& model, const data::Tokenizer& tokenizer, const HeadConfig& config, uint64_t seed) {
@@ -139,7 +145,7 @@ void check_not_model_dir(const std::string& dir, const std::string& base_dir) {
 AdaptedModel create_adapted(const std::string& model_dir, const MethodConfig& method_config,
                             const HeadConfig& head_config, uint64_t seed) {
   AdaptedModel a = load_base(model_dir, method_config);
-  a.method = make_and_attach(*a.model, a.tokenizer, method_config, &head_config, seed);
+  a.method = make_and_attach(*a.model, method_config, fresh_attach_context(model_dir, a.tokenizer, head_config), seed);
   a.head = make_head(*a.model, a.tokenizer, head_config, seed);
   return a;
 }
@@ -193,7 +199,8 @@ AdapterFiles read_adapter_files(const std::string& adapter_dir, bool with_head) 
 }
 
 std::unique_ptr<Method> attach_adapter_method(GPT& model, const data::Tokenizer& tokenizer, const AdapterFiles& files) {
-  return make_and_attach(model, tokenizer, files.method_config, files.has_head ? &files.head_config : nullptr, 0);
+  // The tensors loaded next overwrite whatever attach() draws: no context needed.
+  return make_and_attach(model, files.method_config, AttachContext{}, 0);
 }
 
 std::unique_ptr<Head> load_adapter_tensors(const GPT& model, const data::Tokenizer& tokenizer, Method& method,
