@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <set>
 
+#include "adapt/prompt.h"
 #include "autograd/ops.h"
 #include "nn/checkpoint.h"
 
@@ -20,7 +21,9 @@ int AdaptedModel::prefix_length() const {
   return attention_prefix + input_prefix;
 }
 
-int AdaptedModel::max_text_tokens() const { return model->config().n_positions - prefix_length(); }
+int AdaptedModel::max_text_tokens() const {
+  return model->config().n_positions - prefix_length() - (head ? head->continuation_positions() : 0);
+}
 
 ForwardOptions AdaptedModel::forward_options(int batch_size, Rng* dropout_rng) const {
   ForwardOptions options;
@@ -34,6 +37,15 @@ Tensor AdaptedModel::features(const Batch& batch, Rng* dropout_rng) const {
   options.padding_mask = batch.padding_mask;
   Tensor hidden = model->forward(batch.ids, batch.B, batch.T, options);  // (B,k+T,C)
   return head->features(*model, hidden, batch.B, batch.T, options);      // (B,C)
+}
+
+Tensor AdaptedModel::label_logits(const Batch& batch, Rng* dropout_rng) const {
+  if (!head->needs_text_keys()) return head->logits(*model, features(batch, dropout_rng));  // (B,L)
+  ForwardOptions options = forward_options(batch.B, dropout_rng);
+  options.padding_mask = batch.padding_mask;
+  TextKeys keys;
+  Tensor hidden = forward_keeping_keys(*model, batch.ids, batch.B, batch.T, options, keys);  // (B,k+T,C)
+  return head->logits(*model, head->features(*model, hidden, batch.B, batch.T, options), &keys);  // (B,L)
 }
 
 std::vector<OptimParam> AdaptedModel::trainable_parameters() const {
@@ -64,6 +76,8 @@ HeadConfig resolve_head(const HeadRequest& request, const std::string& method, c
     throw InputError("--label-words needs " + std::to_string(label_names.size()) + " words, one per label");
   for (size_t i = 0; i < label_names.size(); i++) {
     const std::string& word = request.label_words.empty() ? label_names[i] : request.label_words[i];
+    if (word.empty() || word == " ")
+      throw InputError("--label-words: the word for label '" + label_names[i] + "' is empty");
     head.label_words.push_back(word.rfind(' ', 0) == 0 ? word : " " + word);
   }
   return head;
@@ -80,20 +94,6 @@ std::string file_fingerprint(const std::string& path) {
 
 std::string base_model_fingerprint(const std::string& model_dir) { return file_fingerprint(model_dir + "/model.safetensors"); }
 
-std::vector<int> verbalizer_tokens(const HeadConfig& head, const data::Tokenizer& tokenizer) {
-  std::vector<int> tokens;
-  for (const std::string& word : head.label_words) {
-    std::vector<int> ids = tokenizer.encode(word, {false, "label word '" + word + "'"});
-    if (ids.empty()) throw InputError("label word '" + word + "' is empty");
-    for (size_t i = 0; i < tokens.size(); i++)
-      if (tokens[i] == ids[0])
-        throw InputError("label words '" + head.label_words[i] + "' and '" + word +
-                         "' start with the same token: the verbalizer cannot tell them apart (use --label-words)");
-    tokens.push_back(ids[0]);
-  }
-  return tokens;
-}
-
 namespace {
 
 // The base model directory loaded, its parameters counted; no method yet.
@@ -106,23 +106,29 @@ AdaptedModel load_base(const std::string& model_dir, const MethodConfig& method_
 }
 
 // The method made from its config and attached to `model` (seeded).
-std::unique_ptr<Method> make_and_attach(GPT& model, const data::Tokenizer& tokenizer, const MethodConfig& method_config,
-                                        const HeadConfig* head_config, uint64_t seed) {
+std::unique_ptr<Method> make_and_attach(GPT& model, const MethodConfig& method_config, const AttachContext& context,
+                                        uint64_t seed) {
   std::unique_ptr<Method> method = make_method(method_config);
-  AttachContext context;
-  context.vocab_size = tokenizer.vocab_size();
-  if (head_config)
-    for (const std::string& word : head_config->label_words)
-      context.label_word_ids.push_back(tokenizer.encode(word, {false, "label word"}));
   Rng rng(seed);
   method->attach(model, context, rng);
   return method;
 }
 
+// What a fresh method's attach() may use: the label words' tokens (prompt
+// tuning's label init) and the tokens its vocab init samples from.
+AttachContext fresh_attach_context(const std::string& model_dir, const data::Tokenizer& tokenizer, const HeadConfig& head) {
+  AttachContext context;
+  for (const std::string& word : head.label_words)
+    context.label_word_ids.push_back(tokenizer.encode(word, {false, "label word '" + word + "'"}));
+  context.vocab_sample_ids = prompt_init_vocabulary(model_dir, tokenizer);
+  return context;
+}
+
 std::unique_ptr<Head> make_head(const GPT& model, const data::Tokenizer& tokenizer, const HeadConfig& config, uint64_t seed) {
-  std::vector<int> tokens = config.type == "verbalizer" ? verbalizer_tokens(config, tokenizer) : std::vector<int>{};
+  std::vector<std::vector<int>> words;
+  if (config.type == "verbalizer") words = label_word_tokens(config.label_words, tokenizer, model.config().n_positions);
   Rng rng(seed ^ 0x4EADull);
-  return std::make_unique<Head>(config, model.config().n_embd, tokens, rng);
+  return std::make_unique<Head>(config, model.config().n_embd, words, rng);
 }
 
 // Refuses to write an adapter over a model directory (the base is never written).
@@ -139,8 +145,8 @@ void check_not_model_dir(const std::string& dir, const std::string& base_dir) {
 AdaptedModel create_adapted(const std::string& model_dir, const MethodConfig& method_config,
                             const HeadConfig& head_config, uint64_t seed) {
   AdaptedModel a = load_base(model_dir, method_config);
-  a.method = make_and_attach(*a.model, a.tokenizer, method_config, &head_config, seed);
-  a.head = make_head(*a.model, a.tokenizer, head_config, seed);
+  a.head = make_head(*a.model, a.tokenizer, head_config, seed);  // first: bad label words are refused before attach
+  a.method = make_and_attach(*a.model, method_config, fresh_attach_context(model_dir, a.tokenizer, head_config), seed);
   return a;
 }
 
@@ -192,8 +198,9 @@ AdapterFiles read_adapter_files(const std::string& adapter_dir, bool with_head) 
   return f;
 }
 
-std::unique_ptr<Method> attach_adapter_method(GPT& model, const data::Tokenizer& tokenizer, const AdapterFiles& files) {
-  return make_and_attach(model, tokenizer, files.method_config, files.has_head ? &files.head_config : nullptr, 0);
+std::unique_ptr<Method> attach_adapter_method(GPT& model, const AdapterFiles& files) {
+  // The tensors loaded next overwrite whatever attach() draws: no context needed.
+  return make_and_attach(model, files.method_config, AttachContext{}, 0);
 }
 
 std::unique_ptr<Head> load_adapter_tensors(const GPT& model, const data::Tokenizer& tokenizer, Method& method,
@@ -220,7 +227,7 @@ AdaptedModel load_adapted(const std::string& model_dir, const std::string& adapt
     throw InputError(files.config_path + ": base_model_name_or_path is missing or not a string (give --model)");
   const std::string base = model_dir.empty() ? files.base_model : model_dir;
   AdaptedModel a = load_base(base, files.method_config);
-  a.method = attach_adapter_method(*a.model, a.tokenizer, files);
+  a.method = attach_adapter_method(*a.model, files);
   a.head = load_adapter_tensors(*a.model, a.tokenizer, *a.method, files, with_head);
   return a;
 }

@@ -47,12 +47,16 @@ struct AdaptedModel {
 
   // Positions the method puts before the text (attention prefix + input prefix).
   int prefix_length() const;
-  // Longest text that fits: n_positions - prefix_length().
+  // Longest text to classify: n_positions - prefix_length() - the positions
+  // the verbalizer's label words take after it (Head::continuation_positions).
   int max_text_tokens() const;
   // The method's per-call parts for `batch_size` rows, plus dropout when `dropout_rng` is set.
   ForwardOptions forward_options(int batch_size, Rng* dropout_rng) const;
   // batch -> pooled features (B,C) through the base, the method and the head's pooling.
   Tensor features(const Batch& batch, Rng* dropout_rng) const;
+  // batch -> the head's label logits (B,L); the text pass keeps its keys when
+  // the verbalizer scores multi-token words (Head::needs_text_keys).
+  Tensor label_logits(const Batch& batch, Rng* dropout_rng) const;
   // What the optimiser updates: the method's tensors, then the head's.
   std::vector<OptimParam> trainable_parameters() const;
 };
@@ -100,7 +104,7 @@ struct AdapterFiles {
   std::vector<NamedArray> tensors;
 };
 AdapterFiles read_adapter_files(const std::string& adapter_dir, bool with_head);
-std::unique_ptr<Method> attach_adapter_method(GPT& model, const data::Tokenizer& tokenizer, const AdapterFiles& files);
+std::unique_ptr<Method> attach_adapter_method(GPT& model, const AdapterFiles& files);
 std::unique_ptr<Head> load_adapter_tensors(const GPT& model, const data::Tokenizer& tokenizer, Method& method,
                                            const AdapterFiles& files, bool with_head);
 
@@ -114,9 +118,5 @@ std::string base_model_fingerprint(const std::string& model_dir);
 // The same for any file: adapter_config.json's "tensors_fingerprint" is this
 // of adapter_model.safetensors, checked on load (a pair cut short is refused).
 std::string file_fingerprint(const std::string& path);
-
-// The first token of each label word under `tokenizer`, for the verbalizer;
-// InputError when two words start with the same token.
-std::vector<int> verbalizer_tokens(const HeadConfig& head, const data::Tokenizer& tokenizer);
 
 }  // namespace ta::adapt

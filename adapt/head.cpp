@@ -76,7 +76,7 @@ Tensor trainable_zeros(Shape shape) {
 
 }  // namespace
 
-Head::Head(const HeadConfig& config, int n_embd, std::vector<int> label_tokens, Rng& rng)
+Head::Head(const HeadConfig& config, int n_embd, std::vector<std::vector<int>> label_tokens, Rng& rng)
     : config_(config), label_tokens_(std::move(label_tokens)) {
   const int L = num_labels();
   if (config_.type == "linear") {
@@ -97,7 +97,7 @@ Head::Head(const HeadConfig& config, int n_embd, std::vector<int> label_tokens, 
     register_parameter("out.bias", out_bias);
   } else if (config_.type == "verbalizer") {
     if (static_cast<int>(label_tokens_.size()) != L)
-      throw std::invalid_argument("Head: the verbalizer needs one token per label");
+      throw std::invalid_argument("Head: the verbalizer needs one word of tokens per label");
   } else {
     throw InputError("head: type must be linear, mlp or verbalizer, got '" + config_.type + "'");
   }
@@ -107,16 +107,26 @@ Tensor Head::features(const GPT& model, const Tensor& hidden, int B, int T, cons
   return model.pool(hidden, B, T, pooling(), options);  // (B,C)
 }
 
-Tensor Head::logits(const GPT& model, const Tensor& features) const {
-  if (config_.type == "linear") return linear(features, weight, bias);  // (B,L)
+Tensor Head::logits(const GPT& model, const Tensor& features, const TextKeys* keys, const std::vector<int>& rows) const {
+  if (config_.type == "linear") return linear(features, weight, bias);  // (R,L)
   if (config_.type == "mlp") {
-    Tensor h = linear(features, weight, bias);  // (B,H)
+    Tensor h = linear(features, weight, bias);  // (R,H)
     h = config_.activation == "relu" ? relu(h) : gelu(h);
-    return linear(h, out_weight, out_bias);  // (B,L)
+    return linear(h, out_weight, out_bias);  // (R,L)
   }
-  // The LM head's rows for the label tokens: the tied wte rows, (L,C).
-  Tensor label_rows = embedding(model.wte.weight, label_tokens_, Shape{num_labels()});
-  return matmul(features, label_rows, false, true);  // (B,C) @ (C,L) -> (B,L)
+  if (needs_text_keys()) {
+    if (!keys) throw std::invalid_argument("Head::logits: multi-token label words need the text pass's keys");
+    return word_log_probs(model, features, label_tokens_, *keys, rows);  // (R,L)
+  }
+  // Every word one token: log p(w_l | x) = z[w_l] − logsumexp(z), z = f Eᵀ
+  // the LM's logits. The logsumexp is the same for every label of a row, and
+  // softmax, cross-entropy and argmax over the labels do not see a per-row
+  // constant: so the L dot products f E[w_l]ᵀ give the same training and
+  // predictions as the whole-word scores, without the (R,V) logits.
+  std::vector<int> first_tokens;
+  for (const std::vector<int>& word : label_tokens_) first_tokens.push_back(word[0]);
+  Tensor label_rows = embedding(model.wte.weight, first_tokens, Shape{num_labels()});  // (L,C)
+  return matmul(features, label_rows, false, true);  // (R,C) @ (C,L) -> (R,L)
 }
 
 std::vector<OptimParam> Head::trainable_parameters() const {
@@ -125,14 +135,25 @@ std::vector<OptimParam> Head::trainable_parameters() const {
   return params;
 }
 
+namespace {
+
+// head.label_tokens: the words' ids as floats, (L) when every word is one
+// token (the format from before whole-word scoring), else (L,M) with each
+// row padded by −1 to the longest word's M tokens.
+NamedArray label_tokens_array(const std::vector<std::vector<int>>& words) {
+  const int64_t L = static_cast<int64_t>(words.size()), M = continuation_positions(words) + 1;
+  NamedArray array{"head.label_tokens", M == 1 ? std::vector<int64_t>{L} : std::vector<int64_t>{L, M}, {}};
+  for (const std::vector<int>& word : words)
+    for (int64_t j = 0; j < M; j++) array.values.push_back(j < static_cast<int64_t>(word.size()) ? static_cast<float>(word[j]) : -1.0f);
+  return array;
+}
+
+}  // namespace
+
 std::vector<NamedArray> Head::save_tensors() const {
   std::vector<NamedArray> arrays;
   for (auto& [name, t] : named_parameters()) arrays.push_back(to_named_array("head." + name, t));
-  if (config_.type == "verbalizer") {
-    NamedArray tokens{"head.label_tokens", {static_cast<int64_t>(label_tokens_.size())}, {}};
-    for (int id : label_tokens_) tokens.values.push_back(static_cast<float>(id));
-    arrays.push_back(tokens);
-  }
+  if (config_.type == "verbalizer") arrays.push_back(label_tokens_array(label_tokens_));
   return arrays;
 }
 
@@ -143,8 +164,15 @@ void Head::load_tensors(const std::vector<NamedArray>& tensors, const std::strin
   }
   if (config_.type != "verbalizer") return;
   const NamedArray& saved = find_array(tensors, "head.label_tokens", source);
-  std::vector<float> expected(label_tokens_.begin(), label_tokens_.end());
-  if (saved.values != expected)
+  const NamedArray expected = label_tokens_array(label_tokens_);
+  if (saved.shape.size() == 1 && expected.shape.size() == 2) {
+    size_t l = 0;
+    while (label_tokens_[l].size() == 1) l++;
+    throw InputError(source + ": head.label_tokens holds one token per label, but label word '" + config_.label_words[l] +
+                     "' has " + std::to_string(label_tokens_[l].size()) + " tokens: the adapter was saved by a " +
+                     "tinyadapt that scored only each word's first token; train it again");
+  }
+  if (saved.shape != expected.shape || saved.values != expected.values)
     throw InputError(source + ": head.label_tokens differ from the tokens of the label words under this tokenizer");
 }
 

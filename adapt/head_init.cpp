@@ -65,7 +65,7 @@ HeadInit init_head_from(AdaptedModel& adapted, const std::string& adapter_dir) {
   // Loaded into a new head, swapped in only when every tensor loaded. Its
   // random initial weights are all overwritten, so the seed does not matter.
   Rng overwritten(0);
-  auto head = std::make_unique<Head>(adapted.head->config(), adapted.model->config().n_embd, std::vector<int>{}, overwritten);
+  auto head = std::make_unique<Head>(adapted.head->config(), adapted.model->config().n_embd, std::vector<std::vector<int>>{}, overwritten);
   head->load_tensors(files.tensors, files.tensors_path);
   head->set_initialized_from(adapter_dir);
   adapted.head = std::move(head);

@@ -50,11 +50,13 @@ struct MethodConfig {
   int probe_hidden = 256;             // probe-mlp: hidden units of the one-hidden-layer head
 };
 
-// What attach() may need besides the model: the label words' token ids (for
-// prompt tuning's `label` init) and the vocabulary size to sample from.
+// What attach() may need besides the model, for prompt tuning's inits
+// (adapt/prompt.h): the label words' token ids (`label`) and the tokens to
+// sample from (`vocab`). Empty when a method is attached only to load saved
+// tensors over what it drew.
 struct AttachContext {
   std::vector<std::vector<int>> label_word_ids;  // per label, the tokens of its word (e.g. " spam")
-  int vocab_size = 0;                            // ids in [0, vocab_size) are real tokens
+  std::vector<int> vocab_sample_ids;             // prompt_init_vocabulary(); empty = every row of wte
 };
 
 class Method {

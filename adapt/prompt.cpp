@@ -2,7 +2,6 @@
 #include "adapt/prompt.h"
 
 #include <algorithm>
-#include <cstring>
 
 #include "data/io.h"
 
@@ -16,45 +15,93 @@ PromptTuning::PromptTuning(const MethodConfig& config) : config_(config) {
     throw InputError("prompt tuning: prompt_init must be vocab, label or random, got \"" + config.prompt_init + "\"");
 }
 
-// k token ids drawn uniformly, with replacement, from the real tokens [0, vocab_size).
-static std::vector<int> sample_vocabulary(int k, int vocab_size, Rng& rng) {
-  std::vector<int> ids(static_cast<size_t>(k));
-  for (int& id : ids) id = rng.below(vocab_size);
-  return ids;
+// One token id for a vocab-init row: uniform over the pool (every row of
+// wte when the pool is empty).
+static int sample_token(const std::vector<int>& pool, int V, Rng& rng) {
+  return pool.empty() ? rng.below(V) : pool[static_cast<size_t>(rng.below(static_cast<int>(pool.size())))];
 }
 
-// Lester's class-label init: the label words' tokens in label order, cut to
-// k, then vocab samples for the rows the labels do not fill.
-static std::vector<int> label_then_vocabulary(int k, const AttachContext& context, int vocab_size, Rng& rng) {
-  std::vector<int> ids;
-  for (const std::vector<int>& word : context.label_word_ids)
-    for (int id : word)
-      if (static_cast<int>(ids.size()) < k) ids.push_back(id);
-  std::vector<int> padding = sample_vocabulary(k - static_cast<int>(ids.size()), vocab_size, rng);
-  ids.insert(ids.end(), padding.begin(), padding.end());
-  return ids;
+// The tokens each row starts from: with the label init, one label word per
+// row in label order (cut to k); every other row one sampled token.
+static std::vector<std::vector<int>> init_token_lists(int k, bool labels_first, const AttachContext& context, int V,
+                                                      Rng& rng) {
+  std::vector<std::vector<int>> rows;
+  if (labels_first)
+    for (const std::vector<int>& word : context.label_word_ids)
+      if (static_cast<int>(rows.size()) < k) rows.push_back(word);
+  while (static_cast<int>(rows.size()) < k) rows.push_back({sample_token(context.vocab_sample_ids, V, rng)});
+  return rows;
+}
+
+// prompt row j = the mean of wte's rows for `tokens` (1, or a word's tokens).
+static void set_mean_embedding(Tensor& prompt, int j, const Tensor& wte, const std::vector<int>& tokens) {
+  const int C = prompt.size(1), V = wte.size(0);
+  if (tokens.empty()) throw InputError("prompt tuning: a label word without tokens cannot initialise a prompt row");
+  float* row = prompt.data() + static_cast<size_t>(j) * C;
+  std::fill(row, row + C, 0.0f);
+  for (int id : tokens) {
+    if (id < 0 || id >= V) throw InputError("prompt tuning: token id " + std::to_string(id) + " is outside the vocabulary");
+    const float* embedding = wte.data() + static_cast<size_t>(id) * C;
+    for (int c = 0; c < C; c++) row[c] += embedding[c];
+  }
+  for (int c = 0; c < C; c++) row[c] /= static_cast<float>(tokens.size());
 }
 
 void PromptTuning::attach(GPT& model, const AttachContext& context, Rng& rng) {
   model_ = &model;
   model.freeze_all();
-  const int k = config_.num_virtual_tokens, C = model.config().n_embd, V = model.config().vocab_size;
-  const int real_vocab = context.vocab_size > 0 ? std::min(context.vocab_size, V) : V;
+  const int k = config_.num_virtual_tokens, C = model.config().n_embd;
   prompt_embeddings_ = Tensor::empty({k, C});
+  init_tokens_.clear();
   if (config_.prompt_init == "random") {
     fill_uniform(prompt_embeddings_, rng, -0.5f, 0.5f);
   } else {
-    init_token_ids_ = config_.prompt_init == "label" ? label_then_vocabulary(k, context, real_vocab, rng)
-                                                     : sample_vocabulary(k, real_vocab, rng);
-    for (int j = 0; j < k; j++) {
-      int id = init_token_ids_[static_cast<size_t>(j)];
-      if (id < 0 || id >= V)
-        throw InputError("prompt tuning: label token id " + std::to_string(id) + " is outside the vocabulary");
-      std::memcpy(prompt_embeddings_.data() + static_cast<size_t>(j) * C,
-                  model.wte.weight.data() + static_cast<size_t>(id) * C, sizeof(float) * C);
-    }
+    init_tokens_ = init_token_lists(k, config_.prompt_init == "label", context, model.config().vocab_size, rng);
+    for (int j = 0; j < k; j++) set_mean_embedding(prompt_embeddings_, j, model.wte.weight, init_tokens_[static_cast<size_t>(j)]);
   }
   prompt_embeddings_.set_requires_grad(true);
+}
+
+std::vector<int> most_frequent_tokens(const std::vector<int64_t>& counts, int n) {
+  std::vector<int> ids;
+  for (size_t id = 0; id < counts.size(); id++)
+    if (counts[id] > 0) ids.push_back(static_cast<int>(id));
+  const auto more_frequent = [&](int a, int b) {
+    return counts[static_cast<size_t>(a)] != counts[static_cast<size_t>(b)] ? counts[static_cast<size_t>(a)] > counts[static_cast<size_t>(b)]
+                                                                            : a < b;
+  };
+  const size_t keep = std::min(ids.size(), static_cast<size_t>(std::max(n, 0)));
+  std::partial_sort(ids.begin(), ids.begin() + static_cast<long>(keep), ids.end(), more_frequent);
+  ids.resize(keep);
+  return ids;
+}
+
+std::vector<int64_t> read_token_counts(const std::string& model_dir, int vocab_size) {
+  const std::string path = model_dir + "/pretraining.json";
+  if (!file_exists(path)) return {};
+  const json::Value file = json::parse(read_file(path), path);
+  if (!file.is_object()) throw InputError(path + ": expected a JSON object");
+  const json::Value* counts = file.find("token_counts");
+  if (!counts) return {};
+  const std::string what = path + ": token_counts";
+  const std::vector<json::Value>& items = counts->items(what);
+  if (items.size() != static_cast<size_t>(vocab_size))
+    throw InputError(what + " has " + std::to_string(items.size()) + " counts; the tokenizer has " +
+                     std::to_string(vocab_size) + " tokens");
+  std::vector<int64_t> values;
+  values.reserve(items.size());
+  for (const json::Value& count : items) values.push_back(count.as_int(what, 0));
+  return values;
+}
+
+std::vector<int> prompt_init_vocabulary(const std::string& model_dir, const data::Tokenizer& tokenizer) {
+  std::vector<int64_t> counts = read_token_counts(model_dir, tokenizer.vocab_size());
+  const bool counted = !counts.empty();
+  if (!counted) counts.assign(static_cast<size_t>(tokenizer.vocab_size()), 1);  // every token alike
+  for (const std::string& special : tokenizer.specials()) counts[static_cast<size_t>(tokenizer.special_id(special))] = 0;
+  std::vector<int> pool = most_frequent_tokens(counts, counted ? kPromptInitCommonTokens : tokenizer.vocab_size());
+  if (pool.empty()) throw InputError(model_dir + "/pretraining.json: token_counts counts no ordinary token");
+  return pool;
 }
 
 void PromptTuning::prepare(ForwardOptions& options, int batch) const { options.input_prefix = prompt_embeddings_; }

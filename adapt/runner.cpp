@@ -34,20 +34,23 @@ RunOptions default_run_options(const std::string& method) {
 
 namespace {
 
-// Where the pooled features of a split come from: the cache when the
-// method's features cannot change (probing), else a forward pass per batch.
-class FeatureSource {
+// Where the label logits of a split come from: the head on features cached
+// once when the method's features cannot change (probing), else a forward
+// pass per batch (AdaptedModel::label_logits).
+class LogitSource {
  public:
-  FeatureSource(const AdaptedModel& adapted, const std::vector<EncodedExample>& examples, bool cached, int batch,
-                const std::string& feature_cache = "")
+  LogitSource(const AdaptedModel& adapted, const std::vector<EncodedExample>& examples, bool cached, int batch,
+              const std::string& feature_cache = "")
       : adapted_(adapted), examples_(examples) {
-    if (cached && !examples.empty()) cache_ = pooled_features(adapted, examples, batch, feature_cache);  // (N,C)
+    // (A verbalizer over multi-token words reads more than pooled features: never cached.)
+    if (cached && !examples.empty() && !adapted.head->needs_text_keys())
+      cache_ = pooled_features(adapted, examples, batch, feature_cache);  // (N,C)
   }
-  // (B,C) for examples[indices].
-  Tensor features(const std::vector<size_t>& indices, Rng* dropout_rng) const {
-    if (!cache_.defined()) return adapted_.features(make_batch(examples_, indices), dropout_rng);
+  // (B,L) for examples[indices].
+  Tensor logits(const std::vector<size_t>& indices, Rng* dropout_rng) const {
+    if (!cache_.defined()) return adapted_.label_logits(make_batch(examples_, indices), dropout_rng);
     std::vector<int> rows(indices.begin(), indices.end());
-    return embedding(cache_, rows, Shape{static_cast<int>(rows.size())});
+    return adapted_.head->logits(*adapted_.model, embedding(cache_, rows, Shape{static_cast<int>(rows.size())}));
   }
   std::vector<int> labels(const std::vector<size_t>& indices) const {
     std::vector<int> labels;
@@ -72,11 +75,11 @@ class FeatureSource {
   Tensor cache_;
 };
 
-std::vector<std::vector<float>> logits_of(const AdaptedModel& a, const FeatureSource& source, int batch) {
+std::vector<std::vector<float>> logits_of(const LogitSource& source, int batch) {
   NoGradGuard no_grad;
   std::vector<std::vector<float>> rows(source.size());
   for (const std::vector<size_t>& indices : source.evaluation_batches(batch)) {
-    Tensor logits = a.head->logits(*a.model, source.features(indices, nullptr));  // (B,L)
+    Tensor logits = source.logits(indices, nullptr);  // (B,L)
     const int L = logits.size(1);
     for (size_t r = 0; r < indices.size(); r++) rows[indices[r]].assign(logits.data() + r * L, logits.data() + (r + 1) * L);
   }
@@ -97,10 +100,10 @@ Evaluation evaluation_of(const std::vector<std::vector<float>>& logits, const st
   return score(predictions, targets, losses, num_labels);
 }
 
-Evaluation evaluate_source(const AdaptedModel& a, const FeatureSource& source, int batch) {
+Evaluation evaluate_source(const AdaptedModel& a, const LogitSource& source, int batch) {
   std::vector<size_t> all(source.size());
   for (size_t i = 0; i < all.size(); i++) all[i] = i;
-  return evaluation_of(logits_of(a, source, batch), source.labels(all), a.head->num_labels());
+  return evaluation_of(logits_of(source, batch), source.labels(all), a.head->num_labels());
 }
 
 TrainerOptions trainer_options(const RunOptions& o, long long steps) {
@@ -175,17 +178,18 @@ Tensor pooled_features(const AdaptedModel& a, const std::vector<EncodedExample>&
 
 std::vector<std::vector<float>> predict_logits(const AdaptedModel& a, const std::vector<EncodedExample>& examples,
                                                int batch) {
-  return logits_of(a, FeatureSource(a, examples, false, batch), batch);
+  return logits_of(LogitSource(a, examples, false, batch), batch);
 }
 
 LMLoss lm_loss(const AdaptedModel& a, const std::vector<int>& tokens) {
-  return windowed_lm_loss(*a.model, tokens, a.max_text_tokens(), [&](int B) { return a.forward_options(B, nullptr); });
+  const int window = a.model->config().n_positions - a.prefix_length();  // no label words follow: not max_text_tokens()
+  return windowed_lm_loss(*a.model, tokens, window, [&](int B) { return a.forward_options(B, nullptr); });
 }
 
 Evaluation evaluate(const AdaptedModel& a, const std::vector<EncodedExample>& examples, int batch,
                     const std::string& feature_cache) {
   const bool cached = a.method->features_frozen() && !feature_cache.empty();
-  return evaluate_source(a, FeatureSource(a, examples, cached, batch, feature_cache), batch);
+  return evaluate_source(a, LogitSource(a, examples, cached, batch, feature_cache), batch);
 }
 
 TrainResult train(AdaptedModel& a, const std::vector<EncodedExample>& train_split,
@@ -193,8 +197,8 @@ TrainResult train(AdaptedModel& a, const std::vector<EncodedExample>& train_spli
   const auto start = std::chrono::steady_clock::now();  // the probe's feature caching counts as training time
   const bool cached = a.method->features_frozen();
   const std::vector<EncodedExample> no_examples;
-  FeatureSource train_source(a, train_split, cached, o.eval_batch, o.feature_cache);
-  FeatureSource val_source(a, o.validate ? val_split : no_examples, cached, o.eval_batch, o.feature_cache);
+  LogitSource train_source(a, train_split, cached, o.eval_batch, o.feature_cache);
+  LogitSource val_source(a, o.validate ? val_split : no_examples, cached, o.eval_batch, o.feature_cache);
   EpochSampler sampler(train_split.size(), o.batch, o.seed);
   const long long steps = total_steps(o, sampler);
   std::vector<OptimParam> params = a.trainable_parameters();
@@ -214,7 +218,7 @@ TrainResult train(AdaptedModel& a, const std::vector<EncodedExample>& train_spli
     Rng rng = step_rng(o.seed, step);
     const std::vector<size_t> indices = sampler.indices_for_step(step);
     StepStats s = trainer.step(step, [&](int) {
-      Tensor logits = a.head->logits(*a.model, train_source.features(indices, &rng));  // (B,L)
+      Tensor logits = train_source.logits(indices, &rng);  // (B,L)
       return MicroBatch{cross_entropy(logits, train_source.labels(indices)), train_source.tokens(indices)};
     });
     result.losses.push_back(s.loss);

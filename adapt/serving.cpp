@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "adapt/adapter_dir.h"
+#include "adapt/verbalizer.h"
 #include "autograd/matmul.h"
 #include "nn/checkpoint.h"
 #include "nn/generate.h"
@@ -198,7 +199,7 @@ static std::set<const Node*> parameter_nodes(const GPT& model) {
 
 void ServingModel::load_adapter(ServingUser& user) {
   const AdapterFiles files = read_adapter_files(user.adapter_dir, false);
-  user.method = attach_adapter_method(*model_, tokenizer_, files);
+  user.method = attach_adapter_method(*model_, files);
   take_hooks(user);
   // Checked before the tensors are loaded, so a refused adapter never writes into the base.
   const std::set<const Node*> base_nodes = parameter_nodes(*model_);
@@ -312,7 +313,10 @@ std::string ServingModel::check(const ServeRequest& request) const {
     if (!u.head)
       return "user '" + u.name + "': " + (u.adapter_dir.empty() ? "base only" : u.adapter_dir) +
              " has no task head, so it cannot classify (ask for generation with max_new)";
-    if (n > room) return "the text has " + std::to_string(n) + " tokens; at most " + std::to_string(room) + " fit";
+    const int words = u.head->continuation_positions();  // the label words' tokens after the text
+    if (n > room - words)
+      return "the text has " + std::to_string(n) + " tokens; at most " + std::to_string(room - words) + " fit" +
+             (words > 0 ? " (beside the label words)" : "");
     return "";
   }
   if (!model_->config().is_causal) return "the model is an encoder (is_causal false); it cannot generate";
@@ -423,13 +427,18 @@ std::vector<Classification> ServingModel::classify(const std::vector<ServeReques
     std::vector<ServeRequest> batch_requests;
     for (int i : group) batch_requests.push_back(requests[static_cast<size_t>(i)]);
     const MixedBatch batch = mixed_batch(batch_requests);
-    const Tensor hidden = forward(batch);  // (B,k+T,C)
-    std::map<Pooling, Tensor> features;    // (B,C) for each pooling the batch's heads use
-    for (const auto& [user_id, rows] : rows_by_user(batch.options.row_tags, batch.B)) {
+    const std::map<int, std::vector<int>> user_rows = rows_by_user(batch.options.row_tags, batch.B);
+    bool keep_keys = false;  // some user's verbalizer continues the texts with multi-token words
+    for (const auto& [user_id, rows] : user_rows) keep_keys = keep_keys || user(user_id).head->needs_text_keys();
+    TextKeys keys;
+    const Tensor hidden = keep_keys ? forward_keeping_keys(*model_, batch.ids, batch.B, batch.T, batch.options, keys)
+                                    : forward(batch);  // (B,k+T,C)
+    std::map<Pooling, Tensor> features;  // (B,C) for each pooling the batch's heads use
+    for (const auto& [user_id, rows] : user_rows) {
       const Head& head = *user(user_id).head;
       const Pooling pooling = head.pooling();
       if (!features.count(pooling)) features[pooling] = model_->pool(hidden, batch.B, batch.T, pooling, batch.options);
-      const Tensor logits = head.logits(*model_, gather_rows(features[pooling], rows));  // (n,L)
+      const Tensor logits = head.logits(*model_, gather_rows(features[pooling], rows), keep_keys ? &keys : nullptr, rows);  // (n,L)
       const Tensor probs = softmax(logits);                                              // (n,L)
       const int L = logits.size(1);
       for (size_t i = 0; i < rows.size(); i++) {

@@ -35,6 +35,12 @@
 //   heads           classification pools every row once (one call per
 //                   pooling rule in the batch), then applies each user's head
 //                   (linear, MLP probe or verbalizer) to its rows' features.
+//                   When some user's verbalizer has multi-token label words,
+//                   the batch's forward keeps its keys and that user's rows
+//                   are continued over the words' tokens from them
+//                   (adapt/verbalizer.h): each continuation row attends to
+//                   its own text row's keys under that row's masks, at the
+//                   positions after its text, with its user's row tag.
 //
 // Lengths: a batch is as wide as its longest prompt plus its longest text, so
 // short rows beside long ones are mostly padding. classify() therefore sorts
@@ -139,8 +145,9 @@ class ServingModel {
   const data::Tokenizer& tokenizer() const { return tokenizer_; }
 
   // "" when `request` can be served, else why not: the user's load error, an
-  // empty text, classification without a head, a text (plus max_new) longer
-  // than the positions left after the user's prefix.
+  // empty text, classification without a head, a text (plus max_new, or plus
+  // the verbalizer's label words) longer than the positions left after the
+  // user's prefix.
   std::string check(const ServeRequest& request) const;
 
   // Requests that passed check(), all of one kind: classify in the mixed

@@ -339,8 +339,9 @@ TEST_CASE("adapt heads: default per method, verbalizer scores the label words' f
 
   // The verbalizer's logits are the LM's logits at the last real token, at the label words' tokens.
   AdaptedModel a = f.adapted("bitfit", "verbalizer");
-  const std::vector<int> tokens = verbalizer_tokens(a.head->config(), a.tokenizer);
-  REQUIRE(tokens.size() == 2);
+  const std::vector<std::vector<int>> words = label_word_tokens(a.head->config().label_words, a.tokenizer, 48);
+  REQUIRE(words == std::vector<std::vector<int>>{{words[0][0]}, {words[1][0]}});  // one token each: the fast path
+  const std::vector<int> tokens = {words[0][0], words[1][0]};
   const std::vector<EncodedExample> test = f.encoded(a, "test");
   const std::vector<std::vector<float>> scores = predict_logits(a, test);
   NoGradGuard no_grad;

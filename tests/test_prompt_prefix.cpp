@@ -24,6 +24,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <unistd.h>
 #include <vector>
@@ -211,56 +212,137 @@ TEST_CASE("prefix tuning with the reparameterisation: P' and the MLP train, the 
 }
 
 // ---------------------------------------------------------------------------
-// Prompt initialisations (Lester §3.2)
+// Prompt initialisations (Lester et al.'s three)
 
-TEST_CASE("prompt init vocab: rows are wte rows of real (non-special) tokens") {
-  GPT model(tiny_config(), 1);
-  PromptTuning prompt(prompt_config(12, "vocab"));
-  AttachContext context;
-  context.vocab_size = 50;  // ids 50..60 stand for special tokens
-  Rng rng(5);
-  prompt.attach(model, context, rng);
-  const std::vector<int>& ids = prompt.init_token_ids();
-  REQUIRE(ids.size() == 12);
-  std::vector<float> rows = prompt.prompt_embeddings().to_vector(), wte = model.wte.weight.to_vector();
-  for (size_t j = 0; j < ids.size(); j++) {
-    INFO("row " << j << " from token " << ids[j]);
-    CHECK(ids[j] >= 0);
-    CHECK(ids[j] < 50);
-    CHECK(std::memcmp(rows.data() + j * 24, wte.data() + static_cast<size_t>(ids[j]) * 24, 24 * sizeof(float)) == 0);
+// Whether prompt row j is the mean of wte's rows for `ids` (to float rounding).
+bool row_is_mean_embedding(const Tensor& prompt, int j, const GPT& model, const std::vector<int>& ids) {
+  const int C = prompt.size(1);
+  for (int c = 0; c < C; c++) {
+    double mean = 0;
+    for (int id : ids) mean += model.wte.weight.data()[static_cast<size_t>(id) * C + c];
+    mean /= static_cast<double>(ids.size());
+    if (std::fabs(prompt.data()[static_cast<size_t>(j) * C + c] - mean) > 1e-6) return false;
   }
-  CHECK(std::count(ids.begin(), ids.end(), ids[0]) < 12);  // sampled, not one token repeated
+  return true;
 }
 
-TEST_CASE("prompt init label: the label words' rows first, then vocab samples; cut to k") {
-  GPT model(tiny_config(), 1);
-  std::vector<float> wte = model.wte.weight.to_vector();
+// A tokenizer of 256 bytes + `merges` two-byte tokens + <|endoftext|>: a
+// vocabulary larger than 5,000 without a corpus.
+data::Tokenizer wide_tokenizer(int merges) {
+  std::vector<std::pair<int, int>> pairs;
+  for (int r = 0; r < merges; r++) pairs.push_back({r / 256, r % 256});
+  return data::Tokenizer::from_merges(pairs, {"<|endoftext|>"});
+}
+
+TEST_CASE("prompt init: most_frequent_tokens picks the n most counted ids, ties by id, never an uncounted one") {
+  const std::vector<int64_t> counts = {5, 0, 9, 5, 1, 9};
+  CHECK(most_frequent_tokens(counts, 3) == std::vector<int>{2, 5, 0});
+  CHECK(most_frequent_tokens(counts, 10) == std::vector<int>{2, 5, 0, 3, 4});  // id 1 never occurs
+  CHECK(most_frequent_tokens(counts, 0).empty());
+  CHECK(kPromptInitCommonTokens == 5000);
+}
+
+TEST_CASE("prompt init vocab: the pool is the 5,000 most common non-special tokens of pretraining.json; rows come only from it") {
+  ScratchDir scratch("prompt_vocab");
+  const data::Tokenizer tokenizer = wide_tokenizer(5800);  // 6,057 tokens, <|endoftext|> the last
+  const int V = tokenizer.vocab_size(), eot = tokenizer.special_id("<|endoftext|>");
+  REQUIRE(V == 6057);
+  // Without pretraining.json (a GPT-2 checkpoint): every token but the special one.
+  std::vector<int> all = prompt_init_vocabulary(scratch.path, tokenizer);
+  CHECK(all.size() == static_cast<size_t>(V - 1));
+  CHECK(std::find(all.begin(), all.end(), eot) == all.end());
+  // Token i counted i times (id 0 never), <|endoftext|> most of all: the
+  // pool is ids 6055 down to 1056, the special token left out.
+  json::Value counts = json::Value::array();
+  for (int id = 0; id < V; id++) counts.push(id == eot ? 1e9 : static_cast<double>(id));
+  json::Value file = json::Value::object();
+  file.set("steps", 200);
+  file.set("token_counts", counts);
+  write_file_atomic(scratch.file("pretraining.json"), file.dump());
+  const std::vector<int> pool = prompt_init_vocabulary(scratch.path, tokenizer);
+  REQUIRE(pool.size() == 5000);
+  CHECK(pool.front() == 6055);
+  CHECK(pool.back() == 1056);
+
+  // k = 3000 rows drawn from the pool: a sampler over the whole vocabulary
+  // would draw about 3000 · 1057/6057 ≈ 520 ids below 1056.
+  GPT model(tiny_config(V, 6, 1, 8), 1);
+  PromptTuning prompt(prompt_config(3000, "vocab"));
   AttachContext context;
-  context.label_word_ids = {{3, 4}, {7}};
-  context.vocab_size = 50;
-  auto row_is_wte = [&](const Tensor& prompt, int j, int id) {
-    return std::memcmp(prompt.data() + static_cast<size_t>(j) * 24, wte.data() + static_cast<size_t>(id) * 24,
-                       24 * sizeof(float)) == 0;
+  context.vocab_sample_ids = pool;
+  Rng rng(5);
+  prompt.attach(model, context, rng);
+  REQUIRE(prompt.init_tokens().size() == 3000);
+  std::set<int> drawn;
+  for (size_t j = 0; j < prompt.init_tokens().size(); j++) {
+    const std::vector<int>& ids = prompt.init_tokens()[j];
+    REQUIRE(ids.size() == 1);
+    drawn.insert(ids[0]);
+    if (ids[0] < 1056 || ids[0] == eot) FAIL("row " << j << " drew token " << ids[0] << ", outside the pool");
+    if (j % 97 == 0) CHECK(row_is_mean_embedding(prompt.prompt_embeddings(), static_cast<int>(j), model, ids));
+  }
+  CHECK(drawn.size() > 1500);  // sampled, not one token repeated
+}
+
+TEST_CASE("prompt init vocab: a small vocabulary gives the tokens that occur; bad token_counts are InputErrors naming the file") {
+  ScratchDir scratch("prompt_counts");
+  const data::Tokenizer tokenizer = data::Tokenizer::byte_level({"<|endoftext|>"});  // 257 tokens
+  auto write_counts = [&](const std::string& counts) {
+    write_file_atomic(scratch.file("pretraining.json"), "{\"token_counts\": " + counts + "}");
   };
+  std::string counts = "[";  // the first 256 counts: ids 200..255 occur
+  for (int id = 0; id < 256; id++) counts += std::string(id ? "," : "") + (id < 200 ? "0" : "3");
+  write_counts(counts + ", 7]");
+  std::vector<int> pool = prompt_init_vocabulary(scratch.path, tokenizer);
+  std::vector<int> expected;
+  for (int id = 200; id < 256; id++) expected.push_back(id);  // 256 is <|endoftext|>
+  CHECK(pool == expected);
+
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"[1, 2, 3]", "has 3 counts; the tokenizer has 257 tokens"},
+      {counts + ", -1]", "token_counts: expected a whole number"},
+      {counts + ", 0.5]", "token_counts: expected a whole number"},
+      {"\"many\"", "token_counts"}};
+  for (const auto& [text, message] : bad) {
+    CAPTURE(text.substr(0, 20));
+    write_counts(text);
+    try {
+      prompt_init_vocabulary(scratch.path, tokenizer);
+      FAIL("accepted");
+    } catch (const InputError& e) {
+      CHECK(std::string(e.what()).find("pretraining.json") != std::string::npos);
+      CHECK(std::string(e.what()).find(message) != std::string::npos);
+    }
+  }
+  write_file_atomic(scratch.file("pretraining.json"), "{\"steps\": 10}");  // no counts: every ordinary token
+  CHECK(prompt_init_vocabulary(scratch.path, tokenizer).size() == 256);
+}
+
+TEST_CASE("prompt init label: row l is the mean embedding of label l's word's tokens, then vocab samples; cut to k") {
+  GPT model(tiny_config(), 1);
+  AttachContext context;
+  context.label_word_ids = {{3, 4}, {7}, {9, 10, 11}};
+  context.vocab_sample_ids = {40, 41, 42};
   {
     PromptTuning prompt(prompt_config(6, "label"));
     Rng rng(5);
     prompt.attach(model, context, rng);
-    const std::vector<int>& ids = prompt.init_token_ids();
-    REQUIRE(ids.size() == 6);
-    CHECK(std::vector<int>(ids.begin(), ids.begin() + 3) == std::vector<int>{3, 4, 7});
+    const std::vector<std::vector<int>>& rows = prompt.init_tokens();
+    REQUIRE(rows.size() == 6);
+    CHECK(std::vector<std::vector<int>>(rows.begin(), rows.begin() + 3) == context.label_word_ids);
     for (int j = 0; j < 6; j++) {
       INFO("row " << j);
-      CHECK(row_is_wte(prompt.prompt_embeddings(), j, ids[static_cast<size_t>(j)]));
-      CHECK(ids[static_cast<size_t>(j)] < 50);
+      CHECK(row_is_mean_embedding(prompt.prompt_embeddings(), j, model, rows[static_cast<size_t>(j)]));
+      if (j >= 3) CHECK((rows[static_cast<size_t>(j)].size() == 1 && rows[static_cast<size_t>(j)][0] >= 40));
     }
+    CHECK_FALSE(row_is_mean_embedding(prompt.prompt_embeddings(), 0, model, {3}));  // the mean, not the first token
   }
   PromptTuning shorter(prompt_config(2, "label"));
   Rng rng(5);
   shorter.attach(model, context, rng);
-  CHECK(shorter.init_token_ids() == std::vector<int>{3, 4});
-  CHECK(row_is_wte(shorter.prompt_embeddings(), 0, 3));
-  CHECK(row_is_wte(shorter.prompt_embeddings(), 1, 4));
+  CHECK(shorter.init_tokens() == std::vector<std::vector<int>>{{3, 4}, {7}});
+  CHECK(row_is_mean_embedding(shorter.prompt_embeddings(), 0, model, {3, 4}));
+  CHECK(row_is_mean_embedding(shorter.prompt_embeddings(), 1, model, {7}));
 }
 
 TEST_CASE("prompt init random: uniform in [-0.5, 0.5]; unknown inits are InputErrors") {
@@ -268,7 +350,7 @@ TEST_CASE("prompt init random: uniform in [-0.5, 0.5]; unknown inits are InputEr
   PromptTuning prompt(prompt_config(20, "random"));
   Rng rng(5);
   prompt.attach(model, {}, rng);
-  CHECK(prompt.init_token_ids().empty());
+  CHECK(prompt.init_tokens().empty());
   std::vector<float> values = prompt.prompt_embeddings().to_vector();
   float lo = 1, hi = -1, total = 0;
   for (float v : values) {
@@ -389,7 +471,7 @@ TEST_CASE("positions: prefix from the KV cache of tokens a, prompt of wte rows o
   std::vector<float> ours = text_logits(model, options, text);
 
   std::vector<int> whole = a;
-  whole.insert(whole.end(), prompt.init_token_ids().begin(), prompt.init_token_ids().end());
+  for (const std::vector<int>& row : prompt.init_tokens()) whole.push_back(row[0]);  // one sampled token each
   whole.insert(whole.end(), text.begin(), text.end());
   std::vector<float> plain = text_logits(model, {}, whole);
   std::vector<float> plain_text(plain.end() - static_cast<long>(ours.size()), plain.end());

@@ -6,13 +6,16 @@
 // prompt tuning (verbalizer), prefix tuning (linear head), prefix tuning
 // trained with the MLP reparameterisation (saved folded), two LoRA users on
 // the same layers (so two groups share a Linear), a Houlsby adapter, an MLP
-// probe, and a base-only user. Every adapter's tensors are redrawn at random
-// before saving (LoRA's B starts at zero, which would make it the base).
+// probe, two verbalizers over multi-token label words (a prompt, and a LoRA
+// whose row tags must reach the continuation rows), and a base-only user.
+// Every adapter's tensors are redrawn at random before saving (LoRA's B
+// starts at zero, which would make it the base).
 //
 // The property: every row of a mixed batch equals the same request run alone
-// through the single-adapter path (load_adapted + GPT::forward, or
-// nn/generate): 1e-5 relative on the logits of every text position and on
-// the head's label logits; identical tokens for greedy and for seeded sampling.
+// through the single-adapter path (load_adapted + GPT::forward and
+// AdaptedModel::label_logits, or nn/generate): 1e-5 relative on the logits
+// of every text position and on the head's label logits; identical tokens
+// for greedy and for seeded sampling.
 // Then what cannot be served: methods that change the base (finetune, BitFit,
 // adapters training their layer norms) are refused without touching the base,
 // a broken adapter only fails its own user; and the command line: bad
@@ -49,7 +52,8 @@ namespace {
 struct UserSpec {
   std::string name;
   MethodConfig method;
-  std::string head;  // HeadRequest::type ("" = the method's default)
+  std::string head;                      // HeadRequest::type ("" = the method's default)
+  std::vector<std::string> label_words = {};  // HeadRequest::label_words (empty = the label names)
 };
 
 std::vector<UserSpec> mixable_users() {
@@ -61,9 +65,13 @@ std::vector<UserSpec> mixable_users() {
   prefix_mlp.prefix_projection = true;
   MethodConfig lora = small_method_config("lora");
   lora.target_modules = {"c_attn", "c_fc"};
+  MethodConfig short_prompt = small_method_config("prompt");
+  short_prompt.num_virtual_tokens = 2;
   return {{"ann", prompt, ""},           {"bob", prefix, "classifier"}, {"cat", prefix_mlp, ""},
           {"dan", lora, ""},             {"eve", lora, ""},             {"fay", small_method_config("adapter"), ""},
-          {"gus", small_method_config("probe-mlp"), ""}};
+          {"gus", small_method_config("probe-mlp"), ""},
+          // Verbalizers over multi-token words (2 and 3 tokens): their rows are continued after the text.
+          {"joe", short_prompt, "", {"the bad", "the good"}}, {"kay", lora, "verbalizer", {"so bad", "so good"}}};
 }
 
 // The model directory and one adapter directory per user (users.tsv beside them).
@@ -84,6 +92,7 @@ struct Fixture {
     HeadRequest request;
     request.type = spec.head;
     request.hidden = spec.method.probe_hidden;
+    request.label_words = spec.label_words;
     AdaptedModel a = create_adapted(model_dir, spec.method,
                                     resolve_head(request, spec.method.method, a_config(), task.label_names), seed);
     Rng rng(seed);
@@ -144,10 +153,7 @@ Alone run_alone(const Fixture& f, const std::string& user, const std::vector<int
   Tensor hidden = a.model->forward(ids, 1, n, options);  // (1,k+n,C)
   const int k = hidden.size(1) - n;
   out.text_logits = a.model->logits(slice(hidden, 1, k, k + n)).to_vector();
-  if (a.head) {
-    Batch batch = make_batch({{ids, 0}}, {0});
-    out.label_logits = a.head->logits(*a.model, a.features(batch, nullptr)).to_vector();
-  }
+  if (a.head) out.label_logits = a.label_logits(make_batch({{ids, 0}}, {0}), nullptr).to_vector();
   return out;
 }
 
@@ -161,7 +167,7 @@ std::vector<float> row_text_logits(const ServingModel& s, const MixedBatch& batc
 
 // Users in a scrambled order, repeated, with texts of different lengths.
 std::vector<std::pair<std::string, std::string>> mixed_requests(const Fixture& f) {
-  const std::vector<std::string> users = {"dan", "hal", "ann", "eve", "bob", "fay", "gus", "cat", "ann", "dan", "bob"};
+  const std::vector<std::string> users = {"dan", "hal", "ann", "eve", "bob", "fay", "gus", "cat", "ann", "joe", "dan", "kay", "bob", "joe"};
   std::vector<std::pair<std::string, std::string>> requests;
   for (size_t i = 0; i < users.size(); i++) requests.push_back({users[i], f.task.train[i * 3].text_a});
   requests[3].second += " and then the team was great again";  // the longest row
@@ -178,6 +184,9 @@ TEST_CASE("serving: every row of a mixed batch equals its request run alone (log
   for (const auto& [user, text] : texts) requests.push_back({server->user_index(user), encode(*server, text), 0, 0});
   for (const ServeRequest& r : requests) REQUIRE(server->check(r).empty() == (r.user != server->user_index("hal")));
 
+  // joe's and kay's verbalizers continue their rows over words of 2 and 3 tokens.
+  CHECK(server->user(server->user_index("joe")).head->continuation_positions() == 1);
+  CHECK(server->user(server->user_index("kay")).head->continuation_positions() == 2);
   const MixedBatch batch = server->mixed_batch(requests);
   CHECK(batch.P == 5);  // bob's prefix, the longest
   CHECK(batch.k == 3);  // ann's prompt
@@ -203,7 +212,7 @@ TEST_CASE("serving: every row of a mixed batch equals its request run alone (log
   }
   // The adapters matter: on the same text, every adapted user's logits are far from the base's
   // (the probe only adds a head, so its LM is the base's).
-  for (const std::string user : {"ann", "bob", "cat", "dan", "eve", "fay"}) {
+  for (const std::string user : {"ann", "bob", "cat", "dan", "eve", "fay", "joe", "kay"}) {
     CAPTURE(user);
     CHECK(max_relative_diff(run_alone(f, user, requests[0].ids).text_logits, base_alone.text_logits) > 1e-2f);
   }
@@ -368,6 +377,12 @@ TEST_CASE("serving: check() refuses classification without a head and texts that
   CHECK(server->check({bob, std::vector<int>(36, 1), 0, 0}).find("at most 35 fit") != std::string::npos);
   CHECK(server->check({bob, std::vector<int>(30, 1), 6, 0}) == "");
   CHECK(server->check({bob, std::vector<int>(30, 1), 7, 0}).find("at most 29 fit") != std::string::npos);
+  // joe: a prompt of 2 and label words of 2 tokens, whose first is fed after the text: 37 fit.
+  const int joe = server->user_index("joe");
+  REQUIRE(server->user(joe).head->continuation_positions() == 1);
+  CHECK(server->check({joe, std::vector<int>(37, 1), 0, 0}) == "");
+  CHECK(server->check({joe, std::vector<int>(38, 1), 0, 0}).find("at most 37 fit (beside the label words)") != std::string::npos);
+  CHECK(server->check({joe, std::vector<int>(38, 1), 1, 0}) == "");  // generation has no label words
 }
 
 namespace {

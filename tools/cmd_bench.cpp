@@ -302,10 +302,8 @@ struct TrainingStep {
       config.lora_rank = lora_rank;
       config.lora_alpha = 16.0f;
       method = adapt::make_method(config);
-      adapt::AttachContext context;
-      context.vocab_size = c.vocab_size;
       Rng rng(7);
-      method->attach(model, context, rng);
+      method->attach(model, adapt::AttachContext{}, rng);  // a prompt from every row of wte
       method->set_training(true);
       params = method->trainable_parameters();
       if (name == "prefix" || name == "prompt") {  // the text shortened by k: the same positions per step
