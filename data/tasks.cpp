@@ -25,6 +25,12 @@ const std::vector<Example>& Task::split(const std::string& split_name) const {
   throw InputError("split '" + split_name + "': expected train, val, test or ood");
 }
 
+void limit_evaluation(Task& task, size_t limit) {
+  if (limit == 0) return;
+  for (auto* split : {&task.test, &task.ood})
+    if (split->size() > limit) split->resize(limit);
+}
+
 std::vector<size_t> label_counts(const std::vector<Example>& split, size_t num_labels) {
   std::vector<size_t> counts(num_labels, 0);
   for (const Example& e : split) counts.at(static_cast<size_t>(e.label))++;

@@ -72,6 +72,12 @@ std::vector<Example> stratified_sample(const std::vector<Example>& split, size_t
 // label strings of the train file. Bad input throws InputError "file:line: problem".
 Task load_tsv_task(const std::string& train_path, uint64_t seed);
 
+// Cuts the test and ood splits to their first `limit` examples (0 = no
+// limit): a cheaper evaluation on a uniform sample, since the splits are
+// shuffled when loaded. The reference rows and the runs of one comparison
+// must use the same limit.
+void limit_evaluation(Task& task, size_t limit);
+
 // How many examples of each label a split holds (size = number of labels).
 std::vector<size_t> label_counts(const std::vector<Example>& split, size_t num_labels);
 

@@ -129,6 +129,9 @@ TEST_CASE("compare: bad options are one line and status 2") {
       {"--jobs 0", "--seeds and --jobs must be at least 1"},
       {"--method-args 'prefix --lr 1'", "--method-args: expected 'METHOD: OPTIONS; ...'"},
       {"--method-args 'nosuch: --lr 1'", "--method-args: expected"},
+      {"--pooling max", "--pooling must be last, first or mean, got 'max'"},
+      {"--eval-limit -1", "--eval-limit must be a number of examples"},
+      {"--methods probe", dir.file("base") + ": not a model directory"},
   };
   for (const auto& [arguments, message] : cases) {
     CAPTURE(arguments);

@@ -154,12 +154,15 @@ int run_adapt(Args& args) {
   }();
   const uint64_t data_seed = static_cast<uint64_t>(args.integer("data-seed", 1337));
   const long long train_size = args.integer("train-size", 0);
+  const long long eval_limit = args.integer("eval-limit", 0);
   const std::string init_head_dir = args.str("init-head", "");
   args.finish();
   if (train_size < 0) throw InputError("--train-size must be a number of examples (0 = the whole train split)");
+  if (eval_limit < 0) throw InputError("--eval-limit must be a number of examples (0 = no limit)");
 
   data::Task task = data::load_task(task_name);
   check_base_not_trained_on(model_dir, task);
+  data::limit_evaluation(task, static_cast<size_t>(eval_limit));
   if (train_size > 0)
     task.train = data::stratified_sample(task.train, static_cast<size_t>(train_size), task.label_names.size(), data_seed);
   const ModelConfig base_config = read_config(model_dir + "/config.json");
@@ -230,6 +233,7 @@ static Command adapt_cmd{
     "  --batch B [16]  --warmup N [steps/10]  --weight-decay X [0]  --eval-every N [100; 0 = never]\n"
     "  --train-size N           train on a stratified sample of N examples of the train split (the label\n"
     "                           shares kept, every label at least once) [0 = all]\n"
+    "  --eval-limit N           score only the first N examples of test and of ood (a uniform sample) [0 = all]\n"
     "  --feature-cache DIR      probes: keep the base's pooled features in DIR for later runs [none]\n"
     "  --seed S [1337] initialisation, batch order, dropout;  --data-seed S [1337] the --train-size sample\n"
     "Writes DIR/adapter_config.json, DIR/adapter_model.safetensors, DIR/log.csv, DIR/metrics.json.",

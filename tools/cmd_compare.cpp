@@ -54,10 +54,10 @@ const std::vector<std::string> kLightweight = {"bitfit", "prompt", "prefix", "ad
 const char* kDefaultRows = "probe,probe-mlp,finetune,lp-ft,bitfit,prompt,prefix,adapter,lora";
 
 struct CompareArgs {
-  std::string model, task, out, dapt;
+  std::string model, task, out, dapt, pooling;
   std::vector<std::string> methods, ablations, dapt_methods, curve_methods, train_sizes;
   std::map<std::string, std::vector<std::string>> method_args;  // method -> extra adapt options
-  long long steps = 0, curve_steps = 0;
+  long long steps = 0, curve_steps = 0, eval_limit = 0;
   int seeds = 1, first_seed = 1337, jobs = 1;
 };
 
@@ -101,12 +101,17 @@ CompareArgs parse(Args& args) {
   c.method_args = parse_method_args(args.str("method-args", ""));
   c.steps = args.integer("steps", 0);
   c.curve_steps = args.integer("curve-steps", c.steps);
+  c.eval_limit = args.integer("eval-limit", 0);
+  c.pooling = args.str("pooling", "");
   c.seeds = static_cast<int>(args.integer("seeds", 1));
   c.first_seed = static_cast<int>(args.integer("seed", 1337));
   c.jobs = static_cast<int>(args.integer("jobs", 1));
   args.finish();
   if (c.seeds < 1 || c.jobs < 1) throw InputError("--seeds and --jobs must be at least 1");
   if (c.steps < 0 || c.curve_steps < 0) throw InputError("--steps and --curve-steps must be positive (0 = each method's default)");
+  if (c.eval_limit < 0) throw InputError("--eval-limit must be a number of examples (0 = no limit)");
+  if (!c.pooling.empty() && c.pooling != "last" && c.pooling != "first" && c.pooling != "mean")
+    throw InputError("--pooling must be last, first or mean, got '" + c.pooling + "'");
   for (const auto* list : {&c.methods, &c.dapt_methods})
     for (const std::string& m : *list)
       if (m != "lp-ft" && !is_method(m)) throw InputError("compare: unknown method '" + m + "' (" + kDefaultRows + ")");
@@ -115,6 +120,8 @@ CompareArgs parse(Args& args) {
   for (const std::string& size : c.train_sizes)
     if (size != "all" && (size.find_first_not_of("0123456789") != std::string::npos || std::stoll(size) < 1))
       throw InputError("--train-sizes: '" + size + "' is not a number of examples or 'all'");
+  for (const std::string& dir : {c.model, c.dapt})
+    if (!dir.empty() && !file_exists(dir + "/config.json")) throw InputError(dir + ": not a model directory (no config.json)");
   return c;
 }
 
@@ -196,6 +203,8 @@ std::vector<Job> plan_jobs(const std::vector<Run>& runs, const CompareArgs& c) {
                std::to_string(seed), "--out", dir, "--eval-every", "0", "--feature-cache", c.out + "/features"},
               dir + "/output.txt", run.label + " seed " + std::to_string(seed), -1};
       if (run.steps > 0) job.argv.insert(job.argv.end(), {"--steps", std::to_string(run.steps)});
+      if (!c.pooling.empty()) job.argv.insert(job.argv.end(), {"--pooling", c.pooling});
+      if (c.eval_limit > 0) job.argv.insert(job.argv.end(), {"--eval-limit", std::to_string(c.eval_limit)});
       if (run.train_size > 0)
         job.argv.insert(job.argv.end(), {"--train-size", std::to_string(run.train_size), "--data-seed", std::to_string(seed)});
       if (run.head_from >= 0) {
@@ -265,7 +274,8 @@ References reference_rows(const data::Task& task, const CompareArgs& c) {
 
 int run_compare(Args& args) {
   const CompareArgs c = parse(args);
-  const data::Task task = data::load_task(c.task);
+  data::Task task = data::load_task(c.task);
+  data::limit_evaluation(task, static_cast<size_t>(c.eval_limit));
   make_dirs(c.out);
   const bool needs_untrained = std::find(c.ablations.begin(), c.ablations.end(), "untrained-base") != c.ablations.end();
   const std::string untrained = needs_untrained ? make_untrained_base(c.model, c.out) : "";
@@ -300,6 +310,8 @@ static Command compare_cmd{
     "  --dapt DIR             also the --dapt-methods [lora] on the base DIR (pretrain --init BASE --corpus task:T)\n"
     "  --ablation a,b,...     prompt-init, prompt-length, lora-rank, adapter-size, untrained-base\n"
     "  --steps N              training steps of every run [each method's default]\n"
+    "  --pooling last|first|mean   the classifier heads' pooling in every run (verbalizers read the last token) [adapt's]\n"
+    "  --eval-limit N         score runs and reference rows on the first N test and N ood examples [0 = all]\n"
     "  --method-args 'M: OPTS; ...'   extra adapt options for every run of method M, e.g. 'prefix: --prefix-projection'\n"
     "  --seeds N --seed S     repeat every run with seeds S..S+N-1 (also drawing the curve's samples); mean ± sd [1, 1337]\n"
     "  --jobs J               runs at once, each on cores/J threads [1]\n"
