@@ -23,8 +23,7 @@ RunOptions default_run_options(const std::string& method) {
     o.steps = 1000;  // on spam: 0.907 test accuracy after 300 steps, 0.932 after 1000
   }
   else if (method == "lora" || method == "adapter") o.lr = 2e-3f;
-  else if (method == "prompt") o.lr = 3e-2f;
-  else if (method == "prefix") o.lr = 1e-2f;
+  else if (method == "prompt" || method == "prefix") o.lr = 1e-1f;  // swept: tools/experiments/FINDINGS.md
   else if (method == "probe" || method == "probe-mlp") {
     o.lr = 1e-2f;
     o.steps = 1000;  // cheap: the head trains on cached features

@@ -229,7 +229,7 @@ static Command adapt_cmd{
     "                                 with --init-head PROBE_DIR [a fresh head]\n"
     "training:\n"
     "  --steps N | --epochs N   [300 steps; probes and bitfit 1000]\n"
-    "  --lr X                   [finetune 1e-4, bitfit 3e-3, lora/adapter 2e-3, prompt 3e-2, prefix 1e-2, probes 1e-2]\n"
+    "  --lr X                   [finetune 1e-4, bitfit 3e-3, lora/adapter 2e-3, prompt/prefix 1e-1, probes 1e-2]\n"
     "  --batch B [16]  --warmup N [steps/10]  --weight-decay X [0]  --eval-every N [100; 0 = never]\n"
     "  --train-size N           train on a stratified sample of N examples of the train split (the label\n"
     "                           shares kept, every label at least once) [0 = all]\n"
