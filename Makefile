@@ -71,10 +71,12 @@ asan: deps
 data: deps
 	@tools/fetch_data.sh
 
-demo: deps data tinyadapt
+demo: deps data
+	@$(MAKE) --no-print-directory -j$$(nproc) tinyadapt
 	@tools/demo.sh
 
-demo-quick: deps data tinyadapt
+demo-quick: deps data
+	@$(MAKE) --no-print-directory -j$$(nproc) tinyadapt
 	@QUICK=1 tools/demo.sh
 
 bench: deps tinyadapt

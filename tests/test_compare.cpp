@@ -57,7 +57,7 @@ TEST_CASE("compare: --train-sizes gives a learning curve with the bag of words o
   std::string output;
   REQUIRE(run("compare --model " + dir.file("base") + " --task " + kKeyword + " --methods probe,lora --train-sizes 8,32,all "
               "--curve-methods probe,finetune --dapt " + dir.file("dapt") + " --steps 4 --curve-steps 3 --seeds 2 --jobs 2 "
-              "--method-args 'lora: --lora-rank 2' --out " + out, output, dir) == 0);
+              "--method-args 'lora: --lora-rank 2; finetune: --steps 5' --out " + out, output, dir) == 0);
 
   // Runs: the table's probe and lora, lora on the DAPT base, the curve's 2 methods x 2 sizes
   // (its `all` point of probe is the table's run; finetune's all point runs once): 2 seeds each.
@@ -73,6 +73,9 @@ TEST_CASE("compare: --train-sizes gives a learning curve with the bag of words o
   CHECK(small.at("data_seed").as_int() == 1338);
   CHECK(small.at("steps").as_int() == 3);  // --curve-steps
   CHECK(ta::json::parse_file(out + "/run0-probe-s1337/metrics.json").at("steps").as_int() == 4);
+  // A --steps in --method-args: finetune's table row takes it, its curve points keep --curve-steps.
+  CHECK(ta::json::parse_file(out + "/run7-finetune-s1337/metrics.json").at("steps").as_int() == 5);
+  CHECK(ta::json::parse_file(out + "/run4-finetune-n8-s1337/metrics.json").at("steps").as_int() == 3);
 
   // The curve's references: the bag of words trained on each seed's stratified sample.
   const auto curve = read_curve(out + "/curve.tsv");

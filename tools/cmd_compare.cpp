@@ -133,9 +133,18 @@ std::vector<Run> plan_runs(const CompareArgs& c, const std::string& untrained) {
   std::vector<Run> runs;
   auto add = [&](const std::string& label, const std::string& method, std::vector<std::string> options,
                  const std::string& model, long long train_size = 0) {
+    // A --steps among M's --method-args replaces --steps in M's table rows; the curve's points keep --curve-steps.
     const auto& extra = c.method_args.count(method) ? c.method_args.at(method) : std::vector<std::string>{};
-    options.insert(options.end(), extra.begin(), extra.end());
-    runs.push_back({label, method, options, model, -1, train_size, train_size > 0 ? c.curve_steps : c.steps});
+    long long steps = train_size > 0 ? c.curve_steps : c.steps;
+    for (size_t i = 0; i < extra.size(); ++i) {
+      if (extra[i] == "--steps" && i + 1 < extra.size()) {
+        if (train_size == 0) steps = 0, options.insert(options.end(), {extra[i], extra[i + 1]});
+        ++i;
+      } else {
+        options.push_back(extra[i]);
+      }
+    }
+    runs.push_back({label, method, options, model, -1, train_size, steps});
   };
   for (const std::string& m : c.methods) {
     if (find_run(runs, m, 0) >= 0) continue;
@@ -312,7 +321,8 @@ static Command compare_cmd{
     "  --steps N              training steps of every run [each method's default]\n"
     "  --pooling last|first|mean   the classifier heads' pooling in every run (verbalizers read the last token) [adapt's]\n"
     "  --eval-limit N         score runs and reference rows on the first N test and N ood examples [0 = all]\n"
-    "  --method-args 'M: OPTS; ...'   extra adapt options for every run of method M, e.g. 'prefix: --prefix-projection'\n"
+    "  --method-args 'M: OPTS; ...'   extra adapt options for every run of method M, e.g. 'prefix: --prefix-projection';\n"
+    "                         a --steps there replaces --steps in M's table rows (not its curve points)\n"
     "  --seeds N --seed S     repeat every run with seeds S..S+N-1 (also drawing the curve's samples); mean ± sd [1, 1337]\n"
     "  --jobs J               runs at once, each on cores/J threads [1]\n"
     "Writes OUT/summary.md, OUT/runs.tsv, OUT/curve.tsv and one folder per run (adapter, metrics.json, log.csv).",

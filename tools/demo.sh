@@ -13,8 +13,9 @@
 # tiny budget, in about a minute, with numbers too weak to read.
 #
 # The budget (15 minutes on 2 cores) is spent where tools/experiments/FINDINGS.md
-# measured it pays: the base's size and steps, 100 adaptation steps per run
-# (60 for the curve's small samples), test and ood scored on 500 examples each,
+# measured it pays: the base's size and steps, 60 adaptation steps per run
+# (100 for prompt and prefix, 40 for the curve's small samples), test and ood
+# scored on 500 examples each,
 # runs two at a time on one thread each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,13 +28,19 @@ if [ "${QUICK:-0}" = 1 ]; then
   probe=(--train-tokens 2048 --test-tokens 1024 --steps 100)
 else
   shape=(--n-layer 4 --n-head 4 --n-embd 128 --ctx 128 --vocab-size 2048)
-  pretrain_steps=2000 dapt_steps=150 steps=100 curve_steps=60 sizes=16,64,256,1024,all eval_limit=500
+  pretrain_steps=1500 dapt_steps=150 steps=60 curve_steps=40 sizes=16,64,256,all eval_limit=500
   probe=()
 fi
 # A measured choice (FINDINGS.md, "What the demo runs"): the classifier heads
 # read the mean of the last layer's states (a causal model's last token
 # summarises a text poorly at this size).
-compare=(--seeds "$seeds" --jobs 2 --pooling mean --eval-limit "$eval_limit")
+compare=(--seeds "$seeds" --jobs 2 --pooling mean --eval-limit "$eval_limit"
+         --methods probe,probe-mlp,finetune,bitfit,prompt,prefix,adapter,lora)
+# Prompt and prefix tuning learn slower than the rest (FINDINGS.md, the sweeps): their table rows
+# get more steps than the others' (--steps), their curve points the same (--curve-steps).
+if [ "${QUICK:-0}" = 1 ]; then method_args="prompt: --steps 30; prefix: --steps 30"
+else method_args="prompt: --steps 100; prefix: --steps 100"; fi
+compare+=(--method-args "$method_args")
 mkdir -p "$out"
 start=$(date +%s)
 
