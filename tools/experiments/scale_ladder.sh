@@ -12,23 +12,28 @@
 #      sd, gap to finetune), OUT/ladder.md, and OUT/ladder.png (the gap to
 #      fine-tuning against base parameters, log scale), and the wall time.
 #
-# Not part of `make demo` (it takes hours on 2 cores). Environment:
-#   OUT     [runs/scale-ladder]    RUNGS  ["2:64:2 4:128:4 6:192:6 8:256:8" = layers:width:heads]
-#   TOKENS  [6000000] pretraining tokens per rung        CORPUS [sotu,brown]
-#   STEPS   [150] adaptation steps per run   SEEDS [3]   JOBS [2]   TASKS ["spam era"]
-#   METHOD_ARGS  compare --method-args [the demo's]
+# Not part of `make demo` (the default ladder takes about half an hour on 2
+# cores; see FINDINGS.md for the measured time). Environment:
+#   OUT     [runs/scale-ladder]    RUNGS  ["2:64:2 4:128:4 6:192:6" = layers:width:heads]
+#   TOKENS  [3072000 = the demo base's 1500 steps x 16 x 128] pretraining tokens per rung
+#   CORPUS  [sotu,brown]    STEPS [100] adaptation steps per run    SEEDS [3]   JOBS [2]
+#   TASKS   ["spam era"]    POOLING [mean]    EVAL_LIMIT [300] test/ood examples scored
+#   METHOD_ARGS  compare --method-args [none]
+# The 4:128:4 rung is the demo's base: copy runs/demo/base to OUT/base-4-128 to reuse it.
 # A rung whose base and compare results exist is reused (delete its folder to redo it).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-runs/scale-ladder}
-rungs=${RUNGS:-"2:64:2 4:128:4 6:192:6 8:256:8"}
-tokens=${TOKENS:-6000000}
+rungs=${RUNGS:-"2:64:2 4:128:4 6:192:6"}
+tokens=${TOKENS:-3072000}
 corpus=${CORPUS:-sotu,brown}
-steps=${STEPS:-150}
+steps=${STEPS:-100}
 seeds=${SEEDS:-3}
 jobs=${JOBS:-2}
 tasks=${TASKS:-"spam era"}
 method_args=${METHOD_ARGS:-}
+pooling=${POOLING:-mean}
+eval_limit=${EVAL_LIMIT:-300}
 ctx=128 batch=16 vocab=2048
 mkdir -p "$out"
 start=$(date +%s)
@@ -47,7 +52,7 @@ for rung in $rungs; do
   for task in $tasks; do
     if [ -f "$base-$task/runs.tsv" ]; then continue; fi
     ./tinyadapt compare --model "$base" --task "$task" --methods finetune,lora,prompt,prefix --steps "$steps" \
-        --seeds "$seeds" --jobs "$jobs" ${method_args:+--method-args "$method_args"} --out "$base-$task"
+        --seeds "$seeds" --jobs "$jobs" --pooling "$pooling" --eval-limit "$eval_limit" ${method_args:+--method-args "$method_args"} --out "$base-$task"
   done
 done
 
@@ -75,7 +80,7 @@ done
 {
   echo "# Scale ladder: the gap to full fine-tuning as the base grows"
   echo
-  echo "Corpus $corpus, $tokens pretraining tokens per base, $steps adaptation steps, $seeds seeds; ID accuracy mean ± sd, gap = method − finetune (ID)."
+  echo "Corpus $corpus, $tokens pretraining tokens per base, $steps adaptation steps, $seeds seeds, $pooling pooling, test/ood scored on $eval_limit examples; ID accuracy mean ± sd, gap = method − finetune (ID)."
   echo
   echo "| base (layers-width) | parameters | val loss | task | method | ID | OOD | gap to finetune |"
   echo "|---|---:|---:|---|---|---:|---:|---:|"
