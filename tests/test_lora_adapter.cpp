@@ -6,7 +6,8 @@
 // (and never give a frozen weight a gradient buffer), save → load → the same
 // logits. For LoRA also: dropout only in training mode, merge = unmerged
 // (1e-5), unmerge restores the weights (1e-6), a merged model saved as a plain
-// model directory gives the same loss, and PEFT parity: an adapter written in
+// model directory gives the same loss (and `generate --adapter`, which merges
+// once, the merged model's greedy tokens), and PEFT parity: an adapter written in
 // PEFT's format by tools/reference/torch_peft_lora.py (plain-torch GPT-2 with
 // LoRA applied as PEFT does on Conv1D, fan_in_fan_out=True) gives the
 // reference's loss here to 1e-4 — live when /usr/bin/python3 imports torch,
@@ -465,7 +466,7 @@ void write_adapter_dir(const Method& method, const std::string& dir) {
 
 }  // namespace
 
-TEST_CASE("lora: tinyadapt merge writes a model whose eval-lm loss equals eval-lm --adapter; refusals") {
+TEST_CASE("lora: tinyadapt merge writes a model whose eval-lm loss and greedy generation equal the adapter's; refusals") {
   if (!file_exists(tinyadapt_binary())) {
     MESSAGE("skipped: no " << tinyadapt_binary() << " (make builds it; TINYADAPT_BIN names another)");
     return;
@@ -492,6 +493,16 @@ TEST_CASE("lora: tinyadapt merge writes a model whose eval-lm loss equals eval-l
   const double base_loss = eval_lm_loss("--model " + base + tokens, dir.path);
   CHECK(merged_loss == doctest::Approx(adapted).epsilon(1e-5));
   CHECK(std::fabs(base_loss - adapted) > 1e-3);
+
+  // generate --adapter merges LoRA once before the first token: its greedy
+  // continuation is the merged model's (and not the base's).
+  const std::string greedy = " --prompt hello --max-new 24 --temperature 0";
+  std::string with_adapter, with_merged, with_base;
+  REQUIRE(run_cli("generate --model " + base + " --adapter " + lora_dir + greedy, with_adapter, dir.path) == 0);
+  REQUIRE(run_cli("generate --model " + merged + greedy, with_merged, dir.path) == 0);
+  REQUIRE(run_cli("generate --model " + base + greedy, with_base, dir.path) == 0);
+  CHECK(with_adapter == with_merged);
+  CHECK(with_adapter != with_base);
 
   // Refusals: exit status 2 and nothing written.
   CHECK(run_cli("merge --model " + base + " --adapter " + lora_dir + " --out " + base + "/", output, dir.path) == 2);

@@ -2,10 +2,14 @@
 // causal model, streaming tokens as they are chosen (KV cache on).
 // With --adapter DIR the adaptation method applies: its input prefix and
 // attention prefixes go to nn/generate (a prefix becomes the first rows of
-// the KV cache), its hooks and weights act on every step.
+// the KV cache), its hooks and weights act on every step. A LoRA adapter is
+// merged into the weights once, W' = W + s · (B A)ᵀ, before the first token:
+// the fused training op (ta::lora_linear) would fold it into a copy of W at
+// every token, and generation needs no gradients for A and B.
 #include <cstdio>
 
 #include "adapt/adapter_dir.h"
+#include "adapt/lora.h"
 
 #include "nn/generate.h"
 #include "tools/cli.h"
@@ -53,6 +57,7 @@ int run_generate(Args& args) {
     generate_from(*m.model, m.tokenizer, prompt, g, {}, model_dir);
   } else {
     const adapt::AdaptedModel a = adapt::load_adapted(model_dir, adapter_dir, false);
+    if (auto* lora = dynamic_cast<adapt::Lora*>(a.method.get())) lora->merge();
     generate_from(*a.model, a.tokenizer, prompt, g, a.forward_options(1, nullptr), model_dir);
   }
   std::printf("\n");
