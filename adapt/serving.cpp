@@ -26,8 +26,9 @@ namespace {
 // The values of one batch row of `t` (B, ...).
 int64_t row_size(const Tensor& t) { return t.numel() / t.size(0); }
 
-// rows of t (B, ...) -> (rows.size(), ...), in the order given.
-Tensor gather_rows(const Tensor& t, const std::vector<int>& rows) {
+// A copy of rows `rows` of t (B, ...) as (rows.size(), ...), in the order given
+// (off the tape: serving runs without gradients).
+Tensor copy_rows_out(const Tensor& t, const std::vector<int>& rows) {
   Shape shape = t.shape();
   shape.dims[0] = static_cast<int>(rows.size());
   Tensor out = Tensor::empty(shape);
@@ -37,8 +38,8 @@ Tensor gather_rows(const Tensor& t, const std::vector<int>& rows) {
   return out;
 }
 
-// into[rows[i]] = from[i] along the first axis.
-void scatter_rows(Tensor& into, const Tensor& from, const std::vector<int>& rows) {
+// into[rows[i]] = from[i] along the first axis (off the tape).
+void copy_rows_in(Tensor& into, const Tensor& from, const std::vector<int>& rows) {
   const int64_t n = row_size(into);
   for (size_t i = 0; i < rows.size(); i++)
     std::memcpy(into.data() + rows[i] * n, from.data() + static_cast<int64_t>(i) * n, sizeof(float) * n);
@@ -79,7 +80,7 @@ Tensor route_rows(const Tensor& x, const Tensor& no_hook, const ForwardOptions& 
   Tensor out = Tensor::from(no_hook.shape(), no_hook.to_vector());  // a copy: `no_hook` may be the hook's input
   for (const auto& [user, rows] : groups)
     if (const SublayerHook* hook = hook_of(user))
-      scatter_rows(out, (*hook)(gather_rows(x, rows), group_options(user, rows.size())), rows);
+      copy_rows_in(out, (*hook)(copy_rows_out(x, rows), group_options(user, rows.size())), rows);
   return out;
 }
 
@@ -438,7 +439,7 @@ std::vector<Classification> ServingModel::classify(const std::vector<ServeReques
       const Head& head = *user(user_id).head;
       const Pooling pooling = head.pooling();
       if (!features.count(pooling)) features[pooling] = model_->pool(hidden, batch.B, batch.T, pooling, batch.options);
-      const Tensor logits = head.logits(*model_, gather_rows(features[pooling], rows), keep_keys ? &keys : nullptr, rows);  // (n,L)
+      const Tensor logits = head.logits(*model_, copy_rows_out(features[pooling], rows), keep_keys ? &keys : nullptr, rows);  // (n,L)
       const Tensor probs = softmax(logits);                                              // (n,L)
       const int L = logits.size(1);
       for (size_t i = 0; i < rows.size(); i++) {

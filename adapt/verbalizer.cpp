@@ -92,7 +92,7 @@ struct RowKeys {
 };
 
 // Rows `rows` of t (B,S,C) as (R,S,C), gathered on the tape.
-Tensor gather_rows(const Tensor& t, const std::vector<int>& rows) {
+Tensor rows_on_tape(const Tensor& t, const std::vector<int>& rows) {
   const int B = t.size(0), S = t.size(1), C = t.size(2), R = static_cast<int>(rows.size());
   std::vector<int> ids(static_cast<size_t>(R) * S);  // (R,S): row r's S keys
   for (size_t i = 0; i < ids.size(); i++) ids[i] = rows[i / static_cast<size_t>(S)] * S + static_cast<int>(i % static_cast<size_t>(S));
@@ -108,8 +108,8 @@ RowKeys keys_of_rows(const TextKeys& keys, const std::vector<int>& rows) {
   bool every_row = rows.size() == keys.next_position.size();
   for (size_t r = 0; r < rows.size() && every_row; r++) every_row = rows[r] == static_cast<int>(r);
   for (size_t i = 0; i < keys.cache.keys.size(); i++) {
-    out.keys.push_back(every_row ? keys.cache.keys[i] : gather_rows(keys.cache.keys[i], rows));
-    out.values.push_back(every_row ? keys.cache.values[i] : gather_rows(keys.cache.values[i], rows));
+    out.keys.push_back(every_row ? keys.cache.keys[i] : rows_on_tape(keys.cache.keys[i], rows));
+    out.values.push_back(every_row ? keys.cache.values[i] : rows_on_tape(keys.cache.values[i], rows));
   }
   for (int t : rows) {
     const uint8_t* mask = keys.key_mask.data() + static_cast<size_t>(t) * S;
