@@ -4,6 +4,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "autograd/matmul.h"
 #include "data/io.h"
 
 namespace ta::adapt {
@@ -161,14 +162,10 @@ json::Value Lora::peft_config() const {
   return config;
 }
 
-// W (in,out) += sign · scale · (B A)ᵀ = sign · scale · Aᵀ Bᵀ.
+// W (in,out) += sign · scale · (B A)ᵀ = sign · scale · Aᵀ Bᵀ (ta::lora_fold).
 void Lora::fold_into_weight(Target& target, float sign) {
-  NoGradGuard no_grad;
-  Tensor update = matmul(target.lora_A, target.lora_B, true, true);  // (in,r) @ (r,out) → (in,out)
-  float* weight = target.base->weight.data();
-  const float* delta = update.data();
-  const float factor = sign * scale();
-  for (int64_t i = 0; i < update.numel(); i++) weight[i] += factor * delta[i];
+  const int r = target.lora_A.size(0), in = target.lora_A.size(1), out = target.lora_B.size(0);
+  lora_fold(target.base->weight.data(), target.lora_A.data(), target.lora_B.data(), in, out, r, sign * scale());
 }
 
 void Lora::merge() {

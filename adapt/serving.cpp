@@ -118,11 +118,8 @@ void low_rank_run(const Tensor& x, const RowRun& run, int64_t tokens_per_row, Te
     return;
   }
   const Tensor &A = run.update->A, &B = run.update->B;  // (r,in), (out,r)
-  const int r = A.size(0);
-  std::vector<float> low(static_cast<size_t>(rows) * r);  // scale · x Aᵀ   (rows, r)
-  sgemm(false, true, rows, r, in, run.update->scale, x.data() + run.first * tokens_per_row * in, in, A.data(), in,
-        0.0f, low.data(), r);
-  sgemm(false, true, rows, out, r, 1.0f, low.data(), r, B.data(), r, 0.0f, y, out);  // (rows,r) @ Bᵀ
+  lora_delta(x.data() + run.first * tokens_per_row * in, rows, A.data(), B.data(), in, out, A.size(0),
+             run.update->scale, y);
 }
 
 Tensor low_rank_rows(const Tensor& x, const std::vector<const Linear::LowRankUpdate*>& row_update, int out) {

@@ -277,11 +277,27 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const T
 }
 
 // ---------------------------------------------------------------------------
+// LoRA's update, its two forms (matmul.h).
+
+void lora_fold(float* W, const float* A, const float* B, int in, int out, int r, float scale) {
+  sgemm(true, true, in, out, r, scale, A, in, B, r, 1.0f, W, out);  // (in,r) @ (r,out), added to W
+}
+
+void lora_delta(const float* x, int rows, const float* A, const float* B, int in, int out, int r, float scale,
+                float* y) {
+  std::vector<float> low(static_cast<size_t>(rows) * r);                    // scale · x Aᵀ   (rows, r)
+  sgemm(false, true, rows, r, in, scale, x, in, A, in, 0.0f, low.data(), r);
+  sgemm(false, true, rows, out, r, 1.0f, low.data(), r, B, r, 0.0f, y, out);  // (rows,r) @ Bᵀ
+}
+
+// ---------------------------------------------------------------------------
 // lora_linear: y = x W + b [+ addend] + scale · (x Aᵀ) Bᵀ — see ops.h.
 //
-// Forward merges the update into the weight, W' = W + scale · Aᵀ Bᵀ (in, out):
-// r·in·out multiply-adds, small beside the product's rows·in·out, and then
-// the layer is one product x W' like a plain Linear. No (rows, out) delta is
+// Forward merges the update into the weight, W' = W + scale · Aᵀ Bᵀ (in, out,
+// lora_fold): r·in·out multiply-adds, small beside the product's rows·in·out
+// when rows ≫ r (training: rows = B·T), and then the layer is one product
+// x W' like a plain Linear. (With one row, as in generation, the fold costs r
+// times the product: generation merges once instead, tools/cmd_generate.cpp.) No (rows, out) delta is
 // formed, written, added or stored. u = x Aᵀ (rows, r) is kept for dB.
 // Backward, from y = x W' + b:
 //   dx += dy W'ᵀ              one product carries the base's and the update's input gradient
@@ -337,7 +353,7 @@ Tensor lora_linear(const Tensor& x, const Tensor& weight, const Tensor& bias, co
   const int r = lora_A.size(0);
   Tensor merged = Tensor::empty(weight.shape());  // W' = W + scale · Aᵀ Bᵀ   (in, out)
   std::memcpy(merged.data(), weight.data(), static_cast<size_t>(weight.numel()) * sizeof(float));
-  sgemm(true, true, in, out, r, scale, lora_A.data(), in, lora_B.data(), r, 1.0f, merged.data(), out);
+  lora_fold(merged.data(), lora_A.data(), lora_B.data(), in, out, r, scale);
   linear_forward(x.data(), merged.data(), bias, addend, rows, in, out, y.data());
   if (!needs_grad({&x, &weight, &bias, &addend, &lora_A, &lora_B})) return y;
   Tensor u;  // x Aᵀ (rows, r), read by dB

@@ -20,4 +20,16 @@ void sgemm_small(bool trans_a, int M, int N, int K, float alpha, const float* A,
 void sgemm_naive(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
                  int lda, const float* B, int ldb, float beta, float* C, int ldc);
 
+// LoRA's update (Hu et al. 2021), written once, with A (r, in) and B (out, r)
+// as PEFT stores them and W (in, out) as GPT-2 does. Its two forms:
+//   folded into a weight:  W += scale · Aᵀ Bᵀ                 (lora_fold)
+//   as a delta of x:       y  = scale · (x Aᵀ) Bᵀ, x (rows, in) (lora_delta)
+// lora_linear (ops.h) folds it into a copy of W on every call, Lora::merge
+// into W itself (adapt/lora.cpp), serving takes the delta row by row
+// (adapt/serving.cpp). The tape-op composition in Lora's output_delta is the
+// same equation for autograd, and the tests check the three against it.
+void lora_fold(float* W, const float* A, const float* B, int in, int out, int r, float scale);
+void lora_delta(const float* x, int rows, const float* A, const float* B, int in, int out, int r, float scale,
+                float* y);
+
 }  // namespace ta

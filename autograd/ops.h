@@ -44,8 +44,9 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const T
 //   y = x @ weight + bias [+ addend] + scale · (x @ A^T) @ B^T,
 // with A (r, in) and B (out, r) as PEFT stores them. The same as
 // linear(x, W, b, add(addend, scale · matmul(matmul(x, A, false, true), B, false, true)))
-// up to rounding, but the update is folded into the weight first, so the
-// layer costs one product and forms no (..., out) delta (see matmul.cpp).
+// up to rounding, but the update is folded into a copy of the weight first
+// (matmul.h, lora_fold), so the layer costs one product plus the fold and
+// forms no (..., out) delta (see matmul.cpp).
 Tensor lora_linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& lora_A,
                    const Tensor& lora_B, float scale, const Tensor& addend = Tensor());
 

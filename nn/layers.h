@@ -89,7 +89,7 @@ class Linear : public Module {
   std::function<Tensor(const Tensor& x, const ForwardOptions& options)> output_delta;
   // The same update in factored form, when it is one: output_delta(x) =
   // scale · (x Aᵀ) Bᵀ with A (r, in) and B (out, r). forward then applies it
-  // through the fused op ta::lora_linear (one product, no (..., out) delta)
+  // through the fused op ta::lora_linear (W + s·AᵀBᵀ folded, then one product)
   // and does not call output_delta. LoRA sets both (output_delta alone while
   // its dropout acts); serving reads the factors to apply each user's update
   // to that user's rows.
