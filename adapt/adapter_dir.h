@@ -1,7 +1,7 @@
 // adapt/adapter_dir.h — an adapted model (base + method + task head) and the
 // adapter directory it is saved to.
 //
-// Building one (DESIGN.md §4): load the base model directory, count its
+// Building one (docs/design.md, "Files on disk"): load the base model directory, count its
 // parameters, make the method from its MethodConfig and attach it (the method
 // freezes what it freezes and hooks its own parameters in), then put a task
 // head on top (adapt/head.h).

@@ -35,7 +35,9 @@
 // small product per block and saves writing (B, H, T, P+T) floats and reading
 // them back from memory (96 MiB per step on bench config B). Unlike flash
 // attention, the forward does not fuse the softmax into the products with a
-// running max: a block's scores, (32, P+T), fit in the cache whole. There is
+// running max: a block's scores fit in the cache whole ((kCausalBlock, P+T)
+// for causal attention, whose queries go in blocks; (T, P+T) otherwise, the
+// whole head being one block). There is
 // no dropout on att.
 #include <omp.h>
 

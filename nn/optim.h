@@ -68,8 +68,10 @@ float clip_grad_norm(const std::vector<OptimParam>& params, float max_norm);
 // True when every gradient value is finite.
 bool gradients_finite(const std::vector<OptimParam>& params);
 
-// Linear warm-up from 0 over `warmup` steps to `max_lr`, then cosine decay to
-// `min_lr` at `total` steps (nanoGPT's get_lr). step counts from 0.
+// Linear warm-up over `warmup` steps, max_lr · (step + 1) / warmup: it starts
+// at max_lr / warmup (step 0 already learns) and reaches max_lr at step
+// warmup − 1; then cosine decay to `min_lr` at `total` steps (nanoGPT's
+// get_lr). step counts from 0.
 float lr_at(long long step, long long warmup, long long total, float max_lr, float min_lr);
 
 }  // namespace ta

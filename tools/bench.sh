@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # make bench — tinyadapt's training step beside the PyTorch peer
-# (../shared/bench/torch_gpt_train.py), measured in the same run, on the two
+# (tools/reference/torch_gpt_train.py), measured in the same run, on the two
 # benchmark configs, plus OpenBLAS sgemm on this machine for the GFLOP/s
 # ceiling. Prints one table with the ratios the project's targets are about.
 # Environment: BENCH_STEPS (timed steps, default 20), PEER (path to the peer script).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 steps=${BENCH_STEPS:-20}
-peer=${PEER:-../shared/bench/torch_gpt_train.py}
+peer=${PEER:-tools/reference/torch_gpt_train.py}
 [ -f "$peer" ] || { echo "make bench: the PyTorch peer $peer is missing" >&2; exit 2; }
 A="--vocab 256 --ctx 128 --d 128 --layers 4 --heads 4 --batch 16"
 B="--vocab 512 --ctx 256 --d 256 --layers 6 --heads 8 --batch 8"
 json() { grep '^JSON ' | tail -1 | cut -c6-; }
 ours() { ./tinyadapt bench $1 --steps "$steps" --warmup 3 --threads 2 --json ${2:-} | json; }
+# The peer runs with OMP_WAIT_POLICY=PASSIVE, its faster setting on two cores (its
+# OpenMP and OpenBLAS threads otherwise spin against each other); ours with the default.
 theirs() { OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 "$peer" $1 --steps "$steps" --warmup 3 --threads 2 --json ${2:-} | json; }
 
 echo "make bench: $(nproc) cores; $steps timed steps per run; 2 threads" >&2

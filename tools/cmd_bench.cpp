@@ -1,10 +1,9 @@
 // tools/cmd_bench.cpp — `tinyadapt bench`: the training-step benchmark, the
-// same measurement as the PyTorch peer (../shared/bench/torch_gpt_train.py):
+// same measurement as the PyTorch peer (tools/reference/torch_gpt_train.py):
 // a GPT-2-style model on random tokens, timing zero_grad + forward + loss +
 // backward + AdamW per step; median over the timed steps; peak RSS.
 // `--lora R` freezes the base and trains rank-R LoRA (adapt/lora.cpp, alpha 16)
-// as the peer does on q and v — here on c_attn, whose q,k,v share one Linear,
-// so the k third of the delta is trained too: slightly more work than the peer's.
+// on every layer's c_attn (q, k and v share one Linear), as the peer does.
 // `--method M` does the same for any registered method with its defaults
 // (prefix, prompt: k = 20 virtual tokens, and the text shortened by k so
 // that every step runs the same ctx positions; adapter; bitfit; lora r8).

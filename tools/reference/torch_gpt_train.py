@@ -1,0 +1,164 @@
+#!/usr/bin/python3
+"""tools/reference/torch_gpt_train.py — the PyTorch peer of `make bench`.
+
+The same measurement as `tinyadapt bench` (tools/cmd_bench.cpp), written the
+way a PyTorch user would write it, so that `make bench` compares our training
+step with an idiomatic one measured in the same run:
+
+  model   GPT-2: token + learned position embeddings, pre-LN blocks (fused
+          q,k,v Linear `c_attn`, causal softmax attention spelled out as
+          matmul → scale → mask → softmax → matmul since PyTorch 1.13 has no
+          fused attention, `c_proj`; MLP C → 4C → C with tanh GELU), final
+          layer norm, LM head tied to the token embedding. Weights N(0, 0.02),
+          the residual projections N(0, 0.02 / sqrt(2L)), biases 0: nn/gpt.cpp's.
+  step    zero_grad + forward + cross-entropy + backward + AdamW
+          (β = 0.9, 0.95, ε = 1e-8, weight decay 0.1 on matrices only), on
+          random token windows (speed only; the values do not matter).
+  LoRA    --lora R freezes every base parameter and adds rank-R factors to
+          each layer's c_attn (all of q, k, v, as adapt/lora.cpp does on the
+          fused Linear), alpha 16, B = 0: y = x W + b + (16/R) · (x Aᵀ) Bᵀ.
+  timing  --warmup untimed steps, then --steps timed ones; the median step,
+          tokens per second at the median, and the peak resident set size.
+
+The last line printed is `JSON {...}` with ms_median, tok_s_median and
+peak_rss_mb (what tools/bench.sh reads). Run it with Debian's interpreter,
+which is where python3-torch lives, and OMP_WAIT_POLICY=PASSIVE, as bench.sh
+does for both sides (otherwise PyTorch's OpenMP threads spin against
+OpenBLAS's on two cores and it runs well below its own speed):
+
+    OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 tools/reference/torch_gpt_train.py \\
+        --vocab 256 --ctx 128 --d 128 --layers 4 --heads 4 --batch 16 --threads 2 --json
+"""
+import argparse
+import json
+import math
+import resource
+import statistics
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class LoRALinear(nn.Module):
+    """A frozen Linear plus a trainable low-rank update (Hu et al. 2021)."""
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float):
+        super().__init__()
+        self.base = base
+        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank))
+        bound = 1.0 / math.sqrt(base.in_features)  # PEFT's default: Kaiming-uniform, a = sqrt(5)
+        nn.init.uniform_(self.lora_A, -bound, bound)
+        self.scale = alpha / rank
+
+    def forward(self, x):
+        return self.base(x) + (x @ self.lora_A.t()) @ self.lora_B.t() * self.scale
+
+
+class Block(nn.Module):
+    def __init__(self, d, heads, ctx):
+        super().__init__()
+        self.heads = heads
+        self.ln_1, self.ln_2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.c_attn, self.attn_proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.c_fc, self.mlp_proj = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
+        self.register_buffer("causal", torch.tril(torch.ones(ctx, ctx, dtype=torch.bool)), persistent=False)
+
+    def attention(self, x):
+        B, T, C = x.shape
+        hs = C // self.heads
+        q, k, v = (t.view(B, T, self.heads, hs).transpose(1, 2) for t in self.c_attn(x).split(C, dim=2))
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(hs)                     # (B, H, T, T)
+        scores = scores.masked_fill(~self.causal[:T, :T], float("-inf"))
+        y = scores.softmax(dim=-1) @ v                                          # (B, H, T, hs)
+        return self.attn_proj(y.transpose(1, 2).reshape(B, T, C))
+
+    def forward(self, x):
+        x = x + self.attention(self.ln_1(x))
+        return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
+
+
+class GPT(nn.Module):
+    def __init__(self, vocab, ctx, d, layers, heads):
+        super().__init__()
+        self.wte, self.wpe = nn.Embedding(vocab, d), nn.Embedding(ctx, d)
+        self.h = nn.ModuleList(Block(d, heads, ctx) for _ in range(layers))
+        self.ln_f = nn.LayerNorm(d)
+        for name, p in self.named_parameters():
+            if name.endswith("bias"):
+                nn.init.zeros_(p)
+            elif p.dim() == 2:
+                std = 0.02 / math.sqrt(2 * layers) if name.endswith("proj.weight") else 0.02
+                nn.init.normal_(p, 0.0, std)
+
+    def add_lora(self, rank, alpha=16.0):
+        for p in self.parameters():
+            p.requires_grad_(False)
+        for block in self.h:
+            block.c_attn = LoRALinear(block.c_attn, rank, alpha)
+
+    def loss(self, ids, targets):
+        T = ids.shape[1]
+        x = self.wte(ids) + self.wpe(torch.arange(T))
+        for block in self.h:
+            x = block(x)
+        logits = self.ln_f(x) @ self.wte.weight.t()                             # tied LM head
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name, default in (("vocab", 256), ("ctx", 128), ("d", 128), ("layers", 4), ("heads", 4), ("batch", 16),
+                          ("steps", 20), ("warmup", 3), ("threads", 2), ("lora", 0), ("seed", 1337)):
+        ap.add_argument("--" + name, type=int, default=default)
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--json", action="store_true", help="end with one JSON line")
+    a = ap.parse_args()
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    model = GPT(a.vocab, a.ctx, a.d, a.layers, a.heads)
+    if a.lora:
+        model.add_lora(a.lora)
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in trainable if p.dim() == 2 and not n.startswith(("wte", "wpe"))]
+    no_decay = [p for n, p in trainable if all(p is not q for q in decay)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=a.lr, betas=(0.9, 0.95), eps=1e-8)
+
+    windows = torch.randint(0, a.vocab, (8, a.batch, a.ctx + 1))  # cycled
+    times, losses = [], []
+    for step in range(a.warmup + a.steps):
+        window = windows[step % len(windows)]
+        ids, targets = window[:, :-1].contiguous(), window[:, 1:].contiguous()
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        loss = model.loss(ids, targets)
+        loss.backward()
+        optimizer.step()
+        elapsed = time.perf_counter() - start
+        losses.append(loss.item())
+        if step >= a.warmup:
+            times.append(elapsed)
+
+    median = statistics.median(times)
+    tokens = a.batch * a.ctx
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+    result = {"vocab": a.vocab, "ctx": a.ctx, "d": a.d, "layers": a.layers, "heads": a.heads, "batch": a.batch,
+              "threads": torch.get_num_threads(), "lora": a.lora,
+              "params_total": sum(p.numel() for p in model.parameters()),
+              "params_trainable": sum(p.numel() for _, p in trainable), "steps": a.steps, "warmup": a.warmup,
+              "ms_min": min(times) * 1e3, "ms_median": median * 1e3, "ms_mean": statistics.mean(times) * 1e3,
+              "tok_s_median": tokens / median, "peak_rss_mb": peak_mb, "loss_first": losses[0],
+              "loss_last": losses[-1], "torch": torch.__version__}
+    print(f"PyTorch {torch.__version__}, {result['threads']} threads: {result['params_trainable']:,} of "
+          f"{result['params_total']:,} parameters train; median step {median * 1e3:.1f} ms over {a.steps} "
+          f"({tokens / median:,.0f} tokens/s), peak RSS {peak_mb:.0f} MiB, loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+    if a.json:
+        print("JSON " + json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
