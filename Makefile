@@ -41,8 +41,9 @@ all: tinyadapt
 
 # Each flavour links its own binary; ./tinyadapt is a copy of the one asked for
 # (other flavours: make FLAVOUR=x build/x/tinyadapt, and TINYADAPT_BIN=build/x/tinyadapt for the tests).
+# Copied beside it and renamed over it, so a rebuild works while ./tinyadapt runs (cp onto it: "text file busy").
 tinyadapt: $(BUILD)/tinyadapt
-	@cmp -s $< $@ || cp $< $@
+	@cmp -s $< $@ || { cp $< $@.new && mv -f $@.new $@; }
 
 $(BUILD)/tinyadapt: $(LIB_OBJ) $(TOOL_OBJ)
 	$(CXX) $(OPT) -o $@ $^ $(LDLIBS)
