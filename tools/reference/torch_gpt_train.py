@@ -20,11 +20,16 @@ step with an idiomatic one measured in the same run:
   timing  --warmup untimed steps, then --steps timed ones; the median step,
           tokens per second at the median, and the peak resident set size.
 
+The model is written here, not taken from tools/reference/torch_model.py:
+that one is the float64 parity reference (a plain class over a model
+directory's tensors, HF's Conv1D layout), while this one is float32 nn.Modules
+trained by torch.optim, as a PyTorch user's training script would be.
+
 The last line printed is `JSON {...}` with ms_median, tok_s_median and
 peak_rss_mb (what tools/bench.sh reads). Run it with Debian's interpreter,
 which is where python3-torch lives, and OMP_WAIT_POLICY=PASSIVE, as bench.sh
-does for both sides (otherwise PyTorch's OpenMP threads spin against
-OpenBLAS's on two cores and it runs well below its own speed):
+does for both sides by default (PyTorch's OpenMP threads can otherwise spin
+against OpenBLAS's on two cores):
 
     OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 tools/reference/torch_gpt_train.py \\
         --vocab 256 --ctx 128 --d 128 --layers 4 --heads 4 --batch 16 --threads 2 --json
