@@ -1,10 +1,10 @@
 // adapt/adapter_dir.h — an adapted model (base + method + task head) and the
 // adapter directory it is saved to.
 //
-// Building one (docs/design.md, "Files on disk"): load the base model directory, count its
-// parameters, make the method from its MethodConfig and attach it (the method
-// freezes what it freezes and hooks its own parameters in), then put a task
-// head on top (adapt/head.h).
+// Building one (docs/design.md, "Files on disk"): load the base model
+// directory, count its parameters, make the method from its MethodConfig and
+// attach it (the method freezes what it freezes and hooks its own parameters
+// in), then put a task head on top (adapt/head.h).
 //
 // The adapter directory (adapt/README.md has the full field list):
 //   adapter_config.json        method.peft_config() (PEFT's fields, e.g.

@@ -17,8 +17,9 @@
 // Linear::forward runs through the fused op ta::lora_linear: the update is
 // folded into a copy of the weight (ta::lora_fold, r·in·out multiply-adds per
 // call), so the layer costs one product plus the fold and forms no (…,out)
-// delta; `generate` merges once instead, where the fold would dominate. Either way the frozen W gets no gradient buffer and no dW
-// FLOPs (backward is pruned).
+// delta; `generate` merges once instead, where the fold would dominate.
+// Either way the frozen W gets no gradient buffer and no dW FLOPs (backward
+// is pruned).
 // Dropout (p = lora_dropout) acts on the LoRA input only, in training mode
 // (set_training), with masks from an Rng seeded at attach; while it acts,
 // the layer uses output_delta (the fused form needs one x for both).

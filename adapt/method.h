@@ -1,14 +1,15 @@
 // adapt/method.h — what every adaptation method is, and how one is found by name.
 //
 // Adapting a pre-trained LM (docs/design.md, "Adapting a pre-trained LM" and
-// "Extension points"): load the base model, let the
-// method freeze what it freezes and add what it adds, put a task head on top,
-// and optimise the trainable parameters only, with cross-entropy on (x, y).
+// "Extension points"): load the base model, let the method freeze what it
+// freezes and add what it adds, put a task head on top, and optimise the
+// trainable parameters only, with cross-entropy on (x, y).
 // A method attaches itself to the base through nn/'s extension points only
 // (nn/layers.h): the input prefix (prompt tuning), per-layer attention
 // prefixes (prefix tuning), Linear::low_rank factors run by the fused
 // ta::lora_linear (LoRA; Linear::output_delta while its dropout acts), the
-// sublayer output hooks (adapters) — or by unfreezing base parameters (fine-tuning, BitFit).
+// sublayer output hooks (adapters) — or by unfreezing base parameters
+// (fine-tuning, BitFit).
 // nn/ names no method; each method is one file in adapt/ that registers
 // itself here (see MethodRegistration at the bottom).
 //

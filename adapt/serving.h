@@ -1,8 +1,8 @@
 // adapt/serving.h — personalised serving: many users' adapters in one mixed batch.
 //
-// The idea (docs/design.md, "Personalised serving"; the "one prefix per user" story of prefix tuning,
-// Li & Liang 2021 §1): every user of a service has a small adapter of their
-// own, but all of them adapt the same frozen base model. So the base is
+// The idea (docs/design.md, "Personalised serving"; the "one prefix per user"
+// story of prefix tuning, Li & Liang 2021 §1): every user of a service has a
+// small adapter of their own, but all of them adapt the same frozen base model. So the base is
 // loaded once, every user's adapter is loaded onto it, and one mini-batch may
 // hold requests of many users at once: each row names its user (or none,
 // base only), and each row's output equals that request run alone with its

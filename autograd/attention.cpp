@@ -37,8 +37,7 @@
 // attention, the forward does not fuse the softmax into the products with a
 // running max: a block's scores fit in the cache whole ((kCausalBlock, P+T)
 // for causal attention, whose queries go in blocks; (T, P+T) otherwise, the
-// whole head being one block). There is
-// no dropout on att.
+// whole head being one block). There is no dropout on att.
 #include <omp.h>
 
 #include <algorithm>

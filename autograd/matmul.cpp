@@ -297,8 +297,8 @@ void lora_delta(const float* x, int rows, const float* A, const float* B, int in
 // lora_fold): r·in·out multiply-adds, small beside the product's rows·in·out
 // when rows ≫ r (training: rows = B·T), and then the layer is one product
 // x W' like a plain Linear. (With one row, as in generation, the fold costs r
-// times the product: generation merges once instead, tools/cmd_generate.cpp.) No (rows, out) delta is
-// formed, written, added or stored. u = x Aᵀ (rows, r) is kept for dB.
+// times the product: generation merges once instead, tools/cmd_generate.cpp.)
+// No (rows, out) delta is formed, written, added or stored. u = x Aᵀ (rows, r) is kept for dB.
 // Backward, from y = x W' + b:
 //   dx += dy W'ᵀ              one product carries the base's and the update's input gradient
 //   dB += scale · dyᵀ u       (out, r)

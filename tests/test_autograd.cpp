@@ -233,6 +233,24 @@ TEST_CASE("sgemm: OpenBLAS equals the naive reference on odd shapes and strides"
 // and dB in one pass): 300 rows make three blocks, the last one partial, and
 // 300 x 120 values are enough to use both threads. Each of A and B trains
 // alone too, and dB accumulates onto an earlier gradient.
+TEST_CASE("lora_fold and lora_delta: LoRA's update written once equals its tape-op composition") {
+  Rng rng(43);
+  // x (6, in=5), W (5, out=7), A (r=3, 5), B (7, 3)
+  Tensor x = random_tensor({6, 5}, rng), w = random_tensor({5, 7}, rng);
+  Tensor a = random_tensor({3, 5}, rng), b = random_tensor({7, 3}, rng);
+  const float scale = 0.6f;
+  // W + scale · Aᵀ Bᵀ
+  std::vector<float> folded = w.to_vector();
+  lora_fold(folded.data(), a.data(), b.data(), 5, 7, 3, scale);
+  const std::vector<float> fold_ref = add(w, mul_scalar(matmul(a, b, true, true), scale)).to_vector();
+  // scale · (x Aᵀ) Bᵀ
+  std::vector<float> delta(6 * 7, -1.0f);  // overwritten, not added to
+  lora_delta(x.data(), 6, a.data(), b.data(), 5, 7, 3, scale, delta.data());
+  const std::vector<float> delta_ref = mul_scalar(matmul(matmul(x, a, false, true), b, false, true), scale).to_vector();
+  for (size_t i = 0; i < folded.size(); i++) CHECK(folded[i] == doctest::Approx(fold_ref[i]).epsilon(1e-5));
+  for (size_t i = 0; i < delta.size(); i++) CHECK(delta[i] == doctest::Approx(delta_ref[i]).epsilon(1e-5));
+}
+
 TEST_CASE("lora_linear: dA and dB over many rows equal the unfused graph's") {
   Rng rng(43);
   Tensor x = random_tensor({3, 100, 24}, rng), w = random_tensor({24, 120}, rng), b = random_tensor({120}, rng);

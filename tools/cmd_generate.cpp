@@ -56,7 +56,7 @@ int run_generate(Args& args) {
     ModelDir m = load_model_dir(model_dir);
     generate_from(*m.model, m.tokenizer, prompt, g, {}, model_dir);
   } else {
-    const adapt::AdaptedModel a = adapt::load_adapted(model_dir, adapter_dir, false);
+    adapt::AdaptedModel a = adapt::load_adapted(model_dir, adapter_dir, false);
     if (auto* lora = dynamic_cast<adapt::Lora*>(a.method.get())) lora->merge();
     generate_from(*a.model, a.tokenizer, prompt, g, a.forward_options(1, nullptr), model_dir);
   }
