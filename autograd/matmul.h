@@ -28,9 +28,9 @@ void sgemm_naive(bool trans_a, bool trans_b, int M, int N, int K, float alpha, c
 // into W itself (adapt/lora.cpp), serving takes the delta row by row
 // (adapt/serving.cpp). Lora's output_delta writes the same equation in tape
 // ops. Tests: both forms and lora_linear against that composition
-// (tests/test_autograd.cpp),
-// merge against the unmerged model (tests/test_lora_adapter.cpp), serving's
-// rows against each request alone (tests/test_serving.cpp).
+// (tests/test_autograd.cpp), merge against the unmerged model
+// (tests/test_lora_adapter.cpp), serving's rows against each request alone
+// (tests/test_serving.cpp).
 void lora_fold(float* W, const float* A, const float* B, int in, int out, int r, float scale);
 void lora_delta(const float* x, int rows, const float* A, const float* B, int in, int out, int r, float scale,
                 float* y);
