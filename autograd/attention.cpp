@@ -1,6 +1,6 @@
 // autograd/attention.cpp — fused multi-head scaled dot-product attention:
-// forward and backward side by side (as llm.c), then the naive reference the
-// tests hold it to (declared in attention_reference.h).
+// forward and backward side by side (as llm.c). The same equations as plain
+// ops, which the tests hold this kernel to: autograd/reference.cpp, attention.
 //
 // For each batch row b and head h, with q, k, v the head's (T, hs) column
 // slices of qkv (B, T, 3C) and the optional prefix rows put in front of the
@@ -46,7 +46,6 @@
 #include <string>
 #include <vector>
 
-#include "autograd/attention_reference.h"
 #include "autograd/fastmath.h"
 #include "autograd/matmul.h"
 #include "autograd/ops.h"
@@ -492,6 +491,7 @@ void attention_backward(const AttentionDims& d, const Tensor& qkv, const Tensor&
 
 Tensor attention(const Tensor& qkv, const AttentionOptions& options) {
   const AttentionDims d = check_attention_inputs(qkv, options, "attention");
+  if (reference_path()) return reference::attention(qkv, options);
   const int B = d.B, H = d.n_head, T = d.T, L = d.n_keys;
   const Tensor& prefix_keys = options.prefix_keys;
   const Tensor& prefix_values = options.prefix_values;
@@ -529,147 +529,6 @@ Tensor attention(const Tensor& qkv, const AttentionOptions& options) {
     record(out, "attention", [d, qkv, prefix_keys, prefix_values, key_mask = options.key_mask, stats](Node& node) {
       attention_backward(d, qkv, prefix_keys, prefix_values, key_mask, *stats, node.grad.data());
     });
-  return out;
-}
-
-// ---------------------------------------------------------------------------
-// The reference: the equations at the top of this file as naive loops over
-// (b, h, t), summing in double; no BLAS, no threads, no blocking. Every output
-// and gradient entry is computed on its own, so a wrong stride, block bound or
-// race in the fused kernel shows up as a mismatch against it.
-
-namespace {
-
-// Query t of batch row b, head h (hs floats), in qkv or in its gradient.
-template <typename Float>
-Float* reference_query(const AttentionDims& d, Float* qkv, int b, int h, int t) {
-  return qkv + (static_cast<int64_t>(b) * d.T + t) * 3 * d.C + static_cast<int64_t>(h) * d.head_size;
-}
-
-// Key (section 1) or value (section 2) number s of batch row b, head h: prefix
-// row s when s < P, else sequence position s - P. Works on the inputs and on
-// their gradients alike.
-template <typename Float>
-Float* reference_key_or_value(const AttentionDims& d, Float* qkv, Float* prefix, int section, int b, int h, int s) {
-  const int64_t column = static_cast<int64_t>(h) * d.head_size;
-  if (s < d.prefix_len)
-    return prefix + ((d.prefix_per_row ? static_cast<int64_t>(b) * d.prefix_len : 0) + s) * d.C + column;
-  return qkv + (static_cast<int64_t>(b) * d.T + s - d.prefix_len) * 3 * d.C + section * d.C + column;
-}
-
-// The gradient of key/value s, or null when its owner (qkv or the prefix) takes none.
-float* reference_gradient_of(const AttentionDims& d, float* d_qkv, float* d_prefix, int section, int b, int h, int s) {
-  float* owner = s < d.prefix_len ? d_prefix : d_qkv;
-  return owner ? reference_key_or_value(d, d_qkv, d_prefix, section, b, h, s) : nullptr;
-}
-
-bool reference_visible(const AttentionDims& d, const std::vector<uint8_t>& key_mask, int b, int t, int s) {
-  bool allowed = key_mask.empty() || key_mask[static_cast<size_t>(b) * d.n_keys + s];
-  return allowed && (!d.causal || s < d.prefix_len || s - d.prefix_len <= t);
-}
-
-struct ReferenceInputs {  // data pointers; the prefix ones null when absent
-  const float* qkv;
-  const float* prefix_keys;
-  const float* prefix_values;
-};
-
-struct ReferenceGradients {  // null where no gradient is wanted
-  float* qkv;
-  float* prefix_keys;
-  float* prefix_values;
-};
-
-// Query t of batch row b, head h: its attention row att_row (P+T) and output y
-// (hs), both zero on entry.
-void reference_forward_query(const AttentionDims& d, const ReferenceInputs& in, const std::vector<uint8_t>& key_mask,
-                             int b, int h, int t, float* att_row, float* y) {
-  const float* q = reference_query(d, in.qkv, b, h, t);
-  std::vector<double> score(d.n_keys, -INFINITY);
-  double max_score = -INFINITY;
-  for (int s = 0; s < d.n_keys; s++) {
-    if (!reference_visible(d, key_mask, b, t, s)) continue;
-    const float* k = reference_key_or_value(d, in.qkv, in.prefix_keys, 1, b, h, s);
-    double dot = 0;
-    for (int i = 0; i < d.head_size; i++) dot += static_cast<double>(q[i]) * k[i];
-    score[s] = dot * d.scale;
-    max_score = std::max(max_score, score[s]);
-  }
-  if (max_score == -INFINITY) return;  // no visible key: att and y stay 0
-  double total = 0;
-  for (int s = 0; s < d.n_keys; s++) total += std::exp(score[s] - max_score);
-  for (int s = 0; s < d.n_keys; s++) att_row[s] = static_cast<float>(std::exp(score[s] - max_score) / total);
-  for (int i = 0; i < d.head_size; i++) {
-    double acc = 0;
-    for (int s = 0; s < d.n_keys; s++)
-      acc += static_cast<double>(att_row[s]) * reference_key_or_value(d, in.qkv, in.prefix_values, 2, b, h, s)[i];
-    y[i] = static_cast<float>(acc);
-  }
-}
-
-// Adds query t's share of every gradient, given dy (hs) and its saved att_row.
-void reference_backward_query(const AttentionDims& d, const ReferenceInputs& in, const ReferenceGradients& grad,
-                              int b, int h, int t, const float* att_row, const float* dy) {
-  // y = Σ_s att[s] v_s  ->  d_att[s] = dy · v_s,  dv_s += att[s] dy
-  std::vector<double> d_att(d.n_keys, 0.0);
-  double weighted_sum = 0;
-  for (int s = 0; s < d.n_keys; s++) {
-    const float* v = reference_key_or_value(d, in.qkv, in.prefix_values, 2, b, h, s);
-    for (int i = 0; i < d.head_size; i++) d_att[s] += static_cast<double>(dy[i]) * v[i];
-    weighted_sum += d_att[s] * att_row[s];
-    if (float* dv = reference_gradient_of(d, grad.qkv, grad.prefix_values, 2, b, h, s))
-      for (int i = 0; i < d.head_size; i++) dv[i] += att_row[s] * dy[i];
-  }
-  // att = softmax(scores), scores[s] = scale · q · k_s
-  const float* q = reference_query(d, in.qkv, b, h, t);
-  for (int s = 0; s < d.n_keys; s++) {
-    float d_score = static_cast<float>(att_row[s] * (d_att[s] - weighted_sum)) * d.scale;
-    const float* k = reference_key_or_value(d, in.qkv, in.prefix_keys, 1, b, h, s);
-    if (grad.qkv) {
-      float* dq = reference_query(d, grad.qkv, b, h, t);
-      for (int i = 0; i < d.head_size; i++) dq[i] += d_score * k[i];
-    }
-    if (float* dk = reference_gradient_of(d, grad.qkv, grad.prefix_keys, 1, b, h, s))
-      for (int i = 0; i < d.head_size; i++) dk[i] += d_score * q[i];
-  }
-}
-
-ReferenceInputs reference_inputs(const Tensor& qkv, const Tensor& prefix_keys, const Tensor& prefix_values) {
-  auto data_of = [](const Tensor& t) -> const float* { return t.defined() ? t.data() : nullptr; };
-  return {qkv.data(), data_of(prefix_keys), data_of(prefix_values)};
-}
-
-}  // namespace
-
-Tensor attention_reference(const Tensor& qkv, const AttentionOptions& options) {
-  const AttentionDims d = check_attention_inputs(qkv, options, "attention_reference");
-  const int B = d.B, H = d.n_head, T = d.T, C = d.C, L = d.n_keys, hs = d.head_size;
-  const Tensor& prefix_keys = options.prefix_keys;
-  const Tensor& prefix_values = options.prefix_values;
-  const ReferenceInputs in = reference_inputs(qkv, prefix_keys, prefix_values);
-  Tensor out = Tensor::zeros({B, T, C});     // (B,T,C)
-  Tensor att = Tensor::zeros({B, H, T, L});  // (B,H,T,P+T)
-  for (int b = 0; b < B; b++)
-    for (int h = 0; h < H; h++)
-      for (int t = 0; t < T; t++)
-        reference_forward_query(d, in, options.key_mask, b, h, t,
-                                att.data() + ((static_cast<int64_t>(b) * H + h) * T + t) * L,
-                                out.data() + (static_cast<int64_t>(b) * T + t) * C + h * hs);
-  if (!needs_grad({&qkv, &prefix_keys, &prefix_values})) return out;
-
-  record(out, "attention_reference", [d, qkv, prefix_keys, prefix_values, att](Node& node) {
-    auto grad_of = [](const Tensor& t) {
-      return t.defined() && t.requires_grad() ? t.node()->grad_or_zeros() : nullptr;
-    };
-    const ReferenceInputs in = reference_inputs(qkv, prefix_keys, prefix_values);
-    const ReferenceGradients grad{grad_of(qkv), grad_of(prefix_keys), grad_of(prefix_values)};
-    for (int b = 0; b < d.B; b++)
-      for (int h = 0; h < d.n_head; h++)
-        for (int t = 0; t < d.T; t++)
-          reference_backward_query(d, in, grad, b, h, t,
-                                   att.data() + ((static_cast<int64_t>(b) * d.n_head + h) * d.T + t) * d.n_keys,
-                                   node.grad.data() + (static_cast<int64_t>(b) * d.T + t) * d.C + h * d.head_size);
-  });
   return out;
 }
 

@@ -263,7 +263,9 @@ void linear_backward(const float* dY, const GradRef& X, const GradRef& W, const 
 }  // namespace
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& addend) {
-  Tensor y = Tensor::empty(linear_output_shape("linear", x, weight, bias, addend));  // (rows, out)
+  const Shape y_shape = linear_output_shape("linear", x, weight, bias, addend);
+  if (reference_path()) return reference::linear(x, weight, bias, addend);
+  Tensor y = Tensor::empty(y_shape);  // (rows, out)
   const int rows = static_cast<int>(x.shape().rows()), in = weight.size(0), out = weight.size(1);
   linear_forward(x.data(), weight.data(), bias, addend, rows, in, out, y.data());
   if (!needs_grad({&x, &weight, &bias, &addend})) return y;
@@ -344,12 +346,14 @@ void low_rank_backward(const float* dY, int rows, int out, int r, float scale, c
 
 Tensor lora_linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& lora_A,
                    const Tensor& lora_B, float scale, const Tensor& addend) {
-  Tensor y = Tensor::empty(linear_output_shape("lora_linear", x, weight, bias, addend));  // (rows, out)
+  const Shape y_shape = linear_output_shape("lora_linear", x, weight, bias, addend);
   const int rows = static_cast<int>(x.shape().rows()), in = weight.size(0), out = weight.size(1);
   if (lora_A.rank() != 2 || lora_B.rank() != 2 || lora_A.size(1) != in || lora_B.size(0) != out ||
       lora_A.size(0) != lora_B.size(1))
     shape_error("lora_linear", "A " + lora_A.shape().str() + " and B " + lora_B.shape().str() +
                                    " must be (r," + std::to_string(in) + ") and (" + std::to_string(out) + ",r)");
+  if (reference_path()) return reference::lora_linear(x, weight, bias, lora_A, lora_B, scale, addend);
+  Tensor y = Tensor::empty(y_shape);  // (rows, out)
   const int r = lora_A.size(0);
   Tensor merged = Tensor::empty(weight.shape());  // W' = W + scale · Aᵀ Bᵀ   (in, out)
   std::memcpy(merged.data(), weight.data(), static_cast<size_t>(weight.numel()) * sizeof(float));

@@ -23,6 +23,7 @@ Tensor layernorm(const Tensor& x, const Tensor& weight, const Tensor& bias, floa
   if (weight.rank() != 1 || weight.size(0) != C || bias.rank() != 1 || bias.size(0) != C)
     shape_error("layernorm", "x " + x.shape().str() + " needs weight and bias of (" + std::to_string(C) + "), got " +
                                  weight.shape().str() + " and " + bias.shape().str());
+  if (reference_path()) return reference::layernorm(x, weight, bias, eps);
   const int64_t rows = x.shape().rows();
   Tensor out = Tensor::empty(x.shape());
   Tensor stats = Tensor::empty(Shape{static_cast<int>(rows), 2});  // (rows, [mean, rstd])
@@ -176,6 +177,7 @@ Tensor cross_entropy(const Tensor& logits, const std::vector<int>& targets, int 
     if (t < 0 || t >= V) shape_error("cross_entropy", "target " + std::to_string(t) + " out of range [0, " + std::to_string(V) + ")");
     count++;
   }
+  if (reference_path()) return reference::cross_entropy(logits, targets, ignore_index);
   Tensor lse = Tensor::empty(Shape{static_cast<int>(rows)});  // (rows,)
   double total = 0;
   const float* z = logits.data();

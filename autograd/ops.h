@@ -19,8 +19,10 @@ namespace ta {
 Tensor add(const Tensor& a, const Tensor& b);
 Tensor sub(const Tensor& a, const Tensor& b);
 Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
 Tensor add_scalar(const Tensor& a, float s);  // a + s
 Tensor mul_scalar(const Tensor& a, float s);  // a * s
+Tensor sqrt(const Tensor& x);
 Tensor gelu(const Tensor& x);                 // tanh approximation, as GPT-2
 Tensor tanh(const Tensor& x);
 Tensor relu(const Tensor& x);
@@ -56,6 +58,7 @@ Tensor mean(const Tensor& x);  // every element -> scalar
 Tensor sum(const Tensor& x, int axis);  // removes `axis`
 Tensor reshape(const Tensor& x, Shape shape);  // same number of elements (copies)
 Tensor transpose(const Tensor& x);             // swaps the last two axes (copies)
+Tensor transpose(const Tensor& x, int axis0, int axis1);  // swaps any two axes (copies)
 Tensor concat(const Tensor& a, const Tensor& b, int axis);   // equal shapes but for `axis`
 Tensor slice(const Tensor& x, int axis, int start, int end);  // [start, end) along `axis`
 // Rows of `table` (N, C) picked by ids (any shape, values in [0, N)):
@@ -93,5 +96,19 @@ struct AttentionOptions {
 // queries, keys and values side by side (GPT-2's c_attn output); returns
 // (B, T, C), the heads concatenated (before the output projection).
 Tensor attention(const Tensor& qkv, const AttentionOptions& options);
+
+// --- reference.cpp ----------------------------------------------------------
+// The fused ops above written as compositions of the plain ones (same
+// arguments, same results up to rounding). The fused ops call them when
+// reference_path() is on (tensor.h); tests call them directly.
+namespace reference {
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& addend = Tensor());
+Tensor lora_linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& lora_A,
+                   const Tensor& lora_B, float scale, const Tensor& addend = Tensor());
+Tensor layernorm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps);
+Tensor gelu(const Tensor& x);
+Tensor cross_entropy(const Tensor& logits, const std::vector<int>& targets, int ignore_index = -100);
+Tensor attention(const Tensor& qkv, const AttentionOptions& options);
+}  // namespace reference
 
 }  // namespace ta

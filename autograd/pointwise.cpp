@@ -1,5 +1,5 @@
-// autograd/pointwise.cpp — elementwise ops: add/sub/mul with broadcasting,
-// scalar ops, GELU, tanh, ReLU, dropout. Each op's backward is right below
+// autograd/pointwise.cpp — elementwise ops: add/sub/mul/div with broadcasting,
+// scalar ops, sqrt, GELU, tanh, ReLU, dropout. Each op's backward is right below
 // its forward.
 #include <algorithm>
 #include <cmath>
@@ -79,7 +79,7 @@ void walk(const Broadcast& bc, F f) {
       }
 }
 
-enum class Arith { Add, Sub, Mul };
+enum class Arith { Add, Sub, Mul, Div };
 
 Tensor arith(const Tensor& a, const Tensor& b, Arith kind, const char* name) {
   Broadcast bc = broadcast(a.shape(), b.shape());
@@ -90,29 +90,38 @@ Tensor arith(const Tensor& a, const Tensor& b, Arith kind, const char* name) {
     case Arith::Add: walk(bc, [&](int64_t o, int64_t i, int64_t j) { y[o] = x1[i] + x2[j]; }); break;
     case Arith::Sub: walk(bc, [&](int64_t o, int64_t i, int64_t j) { y[o] = x1[i] - x2[j]; }); break;
     case Arith::Mul: walk(bc, [&](int64_t o, int64_t i, int64_t j) { y[o] = x1[i] * x2[j]; }); break;
+    case Arith::Div: walk(bc, [&](int64_t o, int64_t i, int64_t j) { y[o] = x1[i] / x2[j]; }); break;
   }
   if (!needs_grad({&a, &b})) return out;
-  // add and sub read no values in backward; mul reads each input for the other's gradient.
-  const bool is_mul = kind == Arith::Mul;
-  Tensor a_value = is_mul && b.requires_grad() ? a : Tensor(), b_value = is_mul && a.requires_grad() ? b : Tensor();
+  // add and sub read no values in backward; mul reads each input for the
+  // other's gradient; div reads b for both (da = dy / b, db = -dy · a / b²).
+  const bool is_mul = kind == Arith::Mul, is_div = kind == Arith::Div;
+  Tensor a_value = (is_mul || is_div) && b.requires_grad() ? a : Tensor();
+  Tensor b_value = (is_mul && a.requires_grad()) || is_div ? b : Tensor();
   record(out, name, [A = GradRef(a), B = GradRef(b), a_value, b_value, bc, kind](Node& o) {
     const float* dy = o.grad.data();
-    if (A.requires_grad() && bc.same_shape && kind != Arith::Mul) {
+    const float* x1 = a_value.defined() ? a_value.data() : nullptr;
+    const float* x2 = b_value.defined() ? b_value.data() : nullptr;
+    if (A.requires_grad() && bc.same_shape && (kind == Arith::Add || kind == Arith::Sub)) {
       A.accumulate_grad(dy);  // da += dy, a copy when it is the first
     } else if (A.requires_grad()) {
       float* da = A.grad_or_zeros();
-      const float* x2 = b_value.defined() ? b_value.data() : nullptr;
-      if (kind == Arith::Mul) walk(bc, [&](int64_t k, int64_t i, int64_t j) { da[i] += dy[k] * x2[j]; });
-      else                    walk(bc, [&](int64_t k, int64_t i, int64_t) { da[i] += dy[k]; });
+      switch (kind) {
+        case Arith::Mul: walk(bc, [&](int64_t k, int64_t i, int64_t j) { da[i] += dy[k] * x2[j]; }); break;
+        case Arith::Div: walk(bc, [&](int64_t k, int64_t i, int64_t j) { da[i] += dy[k] / x2[j]; }); break;
+        default:         walk(bc, [&](int64_t k, int64_t i, int64_t) { da[i] += dy[k]; }); break;
+      }
     }
     if (B.requires_grad() && bc.same_shape && kind == Arith::Add) {
       B.accumulate_grad(dy);
     } else if (B.requires_grad()) {
       float* db = B.grad_or_zeros();
-      const float* x1 = a_value.defined() ? a_value.data() : nullptr;
-      float sign = kind == Arith::Sub ? -1.0f : 1.0f;
-      if (kind == Arith::Mul) walk(bc, [&](int64_t k, int64_t i, int64_t j) { db[j] += dy[k] * x1[i]; });
-      else                    walk(bc, [&](int64_t k, int64_t, int64_t j) { db[j] += sign * dy[k]; });
+      switch (kind) {
+        case Arith::Mul: walk(bc, [&](int64_t k, int64_t i, int64_t j) { db[j] += dy[k] * x1[i]; }); break;
+        case Arith::Div: walk(bc, [&](int64_t k, int64_t i, int64_t j) { db[j] -= dy[k] * x1[i] / (x2[j] * x2[j]); }); break;
+        case Arith::Sub: walk(bc, [&](int64_t k, int64_t, int64_t j) { db[j] -= dy[k]; }); break;
+        default:         walk(bc, [&](int64_t k, int64_t, int64_t j) { db[j] += dy[k]; }); break;
+      }
     }
   });
   return out;
@@ -122,6 +131,7 @@ Tensor arith(const Tensor& a, const Tensor& b, Arith kind, const char* name) {
 Tensor add(const Tensor& a, const Tensor& b) { return arith(a, b, Arith::Add, "add"); }
 Tensor sub(const Tensor& a, const Tensor& b) { return arith(a, b, Arith::Sub, "sub"); }
 Tensor mul(const Tensor& a, const Tensor& b) { return arith(a, b, Arith::Mul, "mul"); }
+Tensor div(const Tensor& a, const Tensor& b) { return arith(a, b, Arith::Div, "div"); }
 
 // ---------------------------------------------------------------------------
 // Scalar ops: y = a + s, y = a * s.
@@ -192,6 +202,7 @@ static void gelu_backward_loop(const float* in, const float* dy, float* dx, int6
 }
 
 Tensor gelu(const Tensor& x) {
+  if (reference_path()) return reference::gelu(x);
   Tensor out = Tensor::empty(x.shape());
   const float* in = x.data();
   float* y = out.data();
@@ -212,6 +223,20 @@ Tensor gelu(const Tensor& x) {
     // The usual case: the first gradient of x is written, not added to zeros.
     if (fresh) gelu_backward_loop<false>(in, dy, dx, x.numel());
     else gelu_backward_loop<true>(in, dy, dx, x.numel());
+  });
+  return out;
+}
+
+// sqrt: y = sqrt(x), dy/dx = 1 / (2 y) (uses the saved output).
+Tensor sqrt(const Tensor& x) {
+  Tensor out = Tensor::empty(x.shape());
+  for (int64_t i = 0; i < x.numel(); i++) out.data()[i] = std::sqrt(x.data()[i]);
+  if (!needs_grad({&x})) return out;
+  out.node()->keeps_value = true;  // backward reads y
+  record(out, "sqrt", [X = GradRef(x)](Node& o) {
+    float* dx = X.grad_or_zeros();
+    const float *y = o.data.data(), *dy = o.grad.data();
+    for (int64_t i = 0; i < X.numel(); i++) dx[i] += dy[i] / (2.0f * y[i]);
   });
   return out;
 }

@@ -1,6 +1,10 @@
 // autograd/shape.cpp — reductions and ops that move values without arithmetic:
-// sum, mean, reshape, transpose, concat, slice, embedding lookup.
+// sum, mean, reshape, transpose (last two axes, or any two), concat, slice,
+// embedding lookup.
+#include <algorithm>
 #include <cstring>
+#include <memory>
+#include <vector>
 
 #include "autograd/ops.h"
 
@@ -106,6 +110,48 @@ Tensor transpose(const Tensor& x) {
     for (int64_t b = 0; b < batch; b++)
       for (int r = 0; r < R; r++)
         for (int k = 0; k < K; k++) dx[(b * R + r) * K + k] += o.grad.data()[(b * K + k) * R + r];
+  });
+  return out;
+}
+
+// transpose of any two axes, (B, T, H, hs) -> (B, H, T, hs) for example
+// (attention's heads, autograd/reference.cpp). The shape is padded to rank 4
+// on the left; each output element reads the input at its index with the two
+// axes swapped. Backward is the same swap applied to the gradient.
+
+// For each output position (padded to rank 4), the flat input offset.
+static std::vector<int64_t> swapped_offsets(const Shape& in, int axis0, int axis1) {
+  int dims[4], pad = 4 - in.rank;
+  for (int i = 0; i < 4; i++) dims[i] = i < pad ? 1 : in.dims[i - pad];
+  int64_t stride[4];
+  stride[3] = 1;
+  for (int i = 2; i >= 0; i--) stride[i] = stride[i + 1] * dims[i + 1];
+  std::swap(dims[axis0 + pad], dims[axis1 + pad]);  // now the output's dims
+  std::swap(stride[axis0 + pad], stride[axis1 + pad]);  // the input stride of each output axis
+  std::vector<int64_t> offsets;
+  offsets.reserve(static_cast<size_t>(in.numel()));
+  for (int i0 = 0; i0 < dims[0]; i0++)
+    for (int i1 = 0; i1 < dims[1]; i1++)
+      for (int i2 = 0; i2 < dims[2]; i2++)
+        for (int i3 = 0; i3 < dims[3]; i3++)
+          offsets.push_back(i0 * stride[0] + i1 * stride[1] + i2 * stride[2] + i3 * stride[3]);
+  return offsets;
+}
+
+Tensor transpose(const Tensor& x, int axis0, int axis1) {
+  const int a0 = normalise_axis(axis0, x.rank()), a1 = normalise_axis(axis1, x.rank());
+  if (a0 < 0 || a0 >= x.rank() || a1 < 0 || a1 >= x.rank())
+    shape_error("transpose", "axes " + std::to_string(axis0) + ", " + std::to_string(axis1) + " out of range for " +
+                                 x.shape().str());
+  Shape os = x.shape();
+  std::swap(os.dims[a0], os.dims[a1]);
+  auto offsets = std::make_shared<std::vector<int64_t>>(swapped_offsets(x.shape(), a0, a1));
+  Tensor out = Tensor::empty(os);
+  for (size_t o = 0; o < offsets->size(); o++) out.data()[o] = x.data()[(*offsets)[o]];
+  if (!needs_grad({&x})) return out;
+  record(out, "transpose_axes", [X = GradRef(x), offsets](Node& n) {
+    float* dx = X.grad_or_zeros();
+    for (size_t o = 0; o < offsets->size(); o++) dx[(*offsets)[o]] += n.grad.data()[o];
   });
   return out;
 }

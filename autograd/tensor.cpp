@@ -271,6 +271,22 @@ bool needs_grad(std::initializer_list<const Tensor*> inputs) {
   return false;
 }
 
+// The reference switch: -1 until first asked, then 0 or 1. Read from the
+// environment once; set_reference_path overrides it.
+static std::atomic<int> g_reference_path{-1};
+
+bool reference_path() {
+  int state = g_reference_path.load(std::memory_order_relaxed);
+  if (state < 0) {
+    const char* env = std::getenv("TINYADAPT_REFERENCE");
+    state = env && std::string(env) == "1" ? 1 : 0;
+    g_reference_path.store(state, std::memory_order_relaxed);
+  }
+  return state == 1;
+}
+
+void set_reference_path(bool on) { g_reference_path.store(on ? 1 : 0, std::memory_order_relaxed); }
+
 void record(Tensor& out, const char* op, std::function<void(Node&)> backward) {
   Node* n = out.node();
   n->requires_grad = true;

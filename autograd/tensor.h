@@ -220,6 +220,15 @@ class NoGradGuard {
 // an op record itself. Undefined (optional) inputs are skipped.
 bool needs_grad(std::initializer_list<const Tensor*> inputs);
 
+// The reference path. When on, every fused op (linear, lora_linear, layernorm,
+// gelu, cross_entropy, attention) runs as its composition of plain ops instead
+// (autograd/reference.cpp), each recorded on the tape as it goes: slower, and
+// the code to read and step through in a debugger. Off unless
+// TINYADAPT_REFERENCE=1 is in the environment (read once, when first asked);
+// the command line's --reference and the tests set it.
+bool reference_path();
+void set_reference_path(bool on);
+
 // Records `out` on the tape: marks it requiring a gradient and stores the
 // closure that, given out's node (whose grad is then filled), adds into the
 // gradients of the op's inputs.

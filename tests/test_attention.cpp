@@ -1,6 +1,7 @@
 // tests/test_attention.cpp — the fused attention op (autograd/attention.cpp):
-// finite-difference gradients, agreement with the naive reference forward and
-// backward, the KV-cache property, backward pruning and shape errors.
+// finite-difference gradients, agreement forward and backward with
+// reference::attention (its composition of plain ops, autograd/reference.cpp),
+// the KV-cache property, backward pruning and shape errors.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -9,7 +10,6 @@
 #include <string>
 #include <vector>
 
-#include "autograd/attention_reference.h"
 #include "autograd/ops.h"
 #include "tests/gradcheck.h"
 
@@ -134,12 +134,12 @@ void check_fused_matches_reference(int B, int T, int C, int H, int P) {
         INFO(describe(c) << " B=" << B << " T=" << T << " C=" << C << " H=" << H);
         std::vector<Tensor> inputs = make_inputs(c, B, T, C, 11);
         auto fused = forward_backward(attention, c, inputs, H);
-        auto reference = forward_backward(attention_reference, c, inputs, H);
-        check_close(fused[0], reference[0], 1e-5f);  // output
+        auto composed = forward_backward(reference::attention, c, inputs, H);
+        check_close(fused[0], composed[0], 1e-5f);  // output
         for (size_t i = 1; i < fused.size(); i++) {
           INFO("gradient of input " << i - 1);
-          REQUIRE(!reference[i].empty());
-          check_close(fused[i], reference[i], 2e-5f);
+          REQUIRE(!composed[i].empty());
+          check_close(fused[i], composed[i], 2e-5f);
         }
       }
 }
@@ -162,7 +162,7 @@ TEST_CASE("attention: gradients match finite differences (fused kernel)") {
 }
 
 TEST_CASE("attention: gradients match finite differences (reference)") {
-  check_attention_gradients(attention_reference);
+  check_attention_gradients(reference::attention);
 }
 
 TEST_CASE("attention: fused kernel equals the reference, forward and backward") {

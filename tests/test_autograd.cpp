@@ -25,7 +25,7 @@ Tensor param(Shape s, Rng& rng, float sd = 1.0f) {
 using Inputs = std::vector<Tensor>;
 }  // namespace
 
-TEST_CASE("gradcheck: add, sub, mul with broadcasting") {
+TEST_CASE("gradcheck: add, sub, mul, div with broadcasting") {
   Rng rng(1);
   // same shapes, bias add (suffix), row scale (size-1 last axis), both sides broadcast
   std::vector<std::pair<Shape, Shape>> cases = {
@@ -36,6 +36,9 @@ TEST_CASE("gradcheck: add, sub, mul with broadcasting") {
     check_gradients([](const Inputs& x) { return add(x[0], x[1]); }, in);
     check_gradients([](const Inputs& x) { return sub(x[0], x[1]); }, in);
     check_gradients([](const Inputs& x) { return mul(x[0], x[1]); }, in);
+    Tensor divisor = param(sb, rng);  // kept away from 0, where 1/b is steep
+    for (int64_t i = 0; i < divisor.numel(); i++) divisor.data()[i] += divisor.data()[i] > 0 ? 1.0f : -1.0f;
+    check_gradients([](const Inputs& x) { return div(x[0], x[1]); }, {in[0], divisor});
   }
   CHECK_THROWS_WITH_AS(add(Tensor::zeros({2, 3}), Tensor::zeros({4})),
                        "broadcast: shapes (2,3) and (4) do not broadcast", std::invalid_argument);
@@ -48,6 +51,9 @@ TEST_CASE("gradcheck: scalar ops and activations") {
   check_gradients([](const Inputs& x) { return mul_scalar(x[0], -1.7f); }, in);
   check_gradients([](const Inputs& x) { return gelu(x[0]); }, in);
   check_gradients([](const Inputs& x) { return tanh(x[0]); }, in);
+  Tensor positive = param({3, 7}, rng);
+  for (int64_t i = 0; i < positive.numel(); i++) positive.data()[i] = 0.5f + std::fabs(positive.data()[i]);
+  check_gradients([](const Inputs& x) { return sqrt(x[0]); }, {positive});
   // ReLU: keep inputs away from the kink at 0, where the difference quotient is meaningless.
   Tensor away = param({3, 7}, rng);
   for (int64_t i = 0; i < away.numel(); i++) away.data()[i] += away.data()[i] > 0 ? 0.1f : -0.1f;
@@ -151,6 +157,15 @@ TEST_CASE("gradcheck: sum, mean, reshape, transpose, concat, slice") {
   for (int axis : {0, 1, 2, -1}) check_gradients([=](const Inputs& x) { return sum(x[0], axis); }, in);
   check_gradients([](const Inputs& x) { return reshape(x[0], Shape{4, 6}); }, in);
   check_gradients([](const Inputs& x) { return transpose(x[0]); }, in);
+  for (auto [a0, a1] : std::vector<std::pair<int, int>>{{0, 1}, {0, 2}, {1, -1}})
+    check_gradients([=](const Inputs& x) { return transpose(x[0], a0, a1); }, in);
+  check_gradients([](const Inputs& x) { return transpose(x[0], 1, 2); }, {param({2, 3, 4, 5}, rng)});
+  {  // (B,T,H,hs) -> (B,H,T,hs): element [b][t][h][i] moves to [b][h][t][i]
+    Tensor x = param({2, 3, 4, 5}, rng);
+    Tensor y = transpose(x, 1, 2);
+    CHECK(y.shape() == Shape{2, 4, 3, 5});
+    CHECK(y.data()[((1 * 4 + 2) * 3 + 1) * 5 + 3] == x.data()[((1 * 3 + 1) * 4 + 2) * 5 + 3]);
+  }
   check_gradients([](const Inputs& x) { return concat(x[0], x[1], 1); }, {param({2, 3, 4}, rng), param({2, 5, 4}, rng)});
   check_gradients([](const Inputs& x) { return concat(x[0], x[1], -1); }, {param({2, 3}, rng), param({2, 1}, rng)});
   check_gradients([](const Inputs& x) { return slice(x[0], 1, 1, 3); }, in);

@@ -57,4 +57,9 @@ struct Command {
 
 const std::vector<Command*>& commands();
 
+// `--reference` on a command that trains or evaluates: every fused kernel runs
+// as its composition of plain ops (autograd/reference.cpp), in this process and
+// in the runs it starts (it sets TINYADAPT_REFERENCE=1, which they inherit).
+void use_reference_path_if_asked(Args& args);
+
 }  // namespace ta::cli

@@ -156,6 +156,7 @@ int run_adapt(Args& args) {
   const long long train_size = args.integer("train-size", 0);
   const long long eval_limit = args.integer("eval-limit", 0);
   const std::string init_head_dir = args.str("init-head", "");
+  cli::use_reference_path_if_asked(args);
   args.finish();
   if (train_size < 0) throw InputError("--train-size must be a number of examples (0 = the whole train split)");
   if (eval_limit < 0) throw InputError("--eval-limit must be a number of examples (0 = no limit)");
@@ -236,6 +237,7 @@ static Command adapt_cmd{
     "  --eval-limit N           score only the first N examples of test and of ood (a uniform sample) [0 = all]\n"
     "  --feature-cache DIR      probes: keep the base's pooled features in DIR for later runs [none]\n"
     "  --seed S [1337] initialisation, batch order, dropout;  --data-seed S [1337] the --train-size sample\n"
+    "  --reference              every fused kernel as its composition of plain ops (autograd/reference.cpp; slow)\n"
     "Writes DIR/adapter_config.json, DIR/adapter_model.safetensors, DIR/log.csv, DIR/metrics.json.",
     run_adapt};
 

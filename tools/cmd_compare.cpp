@@ -106,6 +106,7 @@ CompareArgs parse(Args& args) {
   c.seeds = static_cast<int>(args.integer("seeds", 1));
   c.first_seed = static_cast<int>(args.integer("seed", 1337));
   c.jobs = static_cast<int>(args.integer("jobs", 1));
+  cli::use_reference_path_if_asked(args);
   args.finish();
   if (c.seeds < 1 || c.jobs < 1) throw InputError("--seeds and --jobs must be at least 1");
   if (c.steps < 0 || c.curve_steps < 0) throw InputError("--steps and --curve-steps must be positive (0 = each method's default)");
@@ -325,6 +326,7 @@ static Command compare_cmd{
     "                         a --steps there replaces --steps in M's table rows (not its curve points)\n"
     "  --seeds N --seed S     repeat every run with seeds S..S+N-1 (also drawing the curve's samples); mean ± sd [1, 1337]\n"
     "  --jobs J               runs at once, each on cores/J threads [1]\n"
+    "  --reference            every fused kernel as its composition of plain ops (autograd/reference.cpp; slow)\n"
     "Writes OUT/summary.md, OUT/runs.tsv, OUT/curve.tsv and one folder per run (adapter, metrics.json, log.csv).",
     run_compare};
 

@@ -18,6 +18,7 @@ int run_eval(Args& args) {
   const std::string task_name = args.required("task"), split = args.str("split", "test");
   const int batch = static_cast<int>(args.integer("batch", 32));
   const bool as_json = args.flag("json");
+  cli::use_reference_path_if_asked(args);
   args.finish();
   if (batch < 1) throw InputError("--batch must be at least 1");
 
@@ -40,6 +41,7 @@ static Command eval_cmd{"eval", "score an adapter on a split of a task (accuracy
                         "usage: tinyadapt eval --model DIR --adapter DIR --task T [--split val|test|ood] [--json]\n"
                         "  --split S        which split [test]\n"
                         "  --batch B        evaluation batch size [32]\n"
+                        "  --reference      every fused kernel as its composition of plain ops (autograd/reference.cpp; slow)\n"
                         "  --json           print {\"accuracy\":…, \"macro_f1\":…, \"loss\":…, \"n\":…}",
                         run_eval};
 

@@ -45,6 +45,7 @@ int run_eval_lm(Args& args) {
   const std::string model_dir = args.required("model"), adapter_dir = args.str("adapter", "");
   const std::string text_path = args.str("text", ""), tokens_path = args.str("tokens", "");
   const bool as_json = args.flag("json");
+  cli::use_reference_path_if_asked(args);
   args.finish();
   if (text_path.empty() == tokens_path.empty()) throw InputError("eval-lm: give exactly one of --text FILE or --tokens FILE");
   const std::string input = tokens_path.empty() ? text_path : tokens_path;
@@ -82,6 +83,7 @@ static Command eval_lm_cmd{"eval-lm", "next-token loss and perplexity of a model
                            "  --adapter DIR  apply an adapter (LoRA, prompt, prefix, ...; a PEFT directory works too)\n"
                            "  --text FILE    UTF-8 text, encoded with the model's tokenizer\n"
                            "  --tokens FILE  whitespace-separated token ids\n"
+                           "  --reference    every fused kernel as its composition of plain ops (autograd/reference.cpp; slow)\n"
                            "  --json         print {\"loss\":…, \"perplexity\":…, \"tokens\":…}",
                            run_eval_lm};
 

@@ -47,6 +47,7 @@ int run_generate(Args& args) {
   g.top_k = static_cast<int>(args.integer("top-k", 0));
   g.seed = static_cast<uint64_t>(args.integer("seed", 1337));
   g.use_cache = !args.flag("no-cache");
+  cli::use_reference_path_if_asked(args);
   args.finish();
   if (g.max_new_tokens < 0) throw InputError("--max-new must be >= 0");
   if (g.temperature < 0) throw InputError("--temperature must be >= 0");
@@ -73,6 +74,7 @@ static Command generate_cmd{"generate", "continue a prompt with a GPT model (KV 
                             "  --temperature T    0 = greedy [1.0]\n"
                             "  --top-k K          sample among the K most likely tokens; 0 = all [0]\n"
                             "  --seed S           sampling seed [1337]\n"
+                            "  --reference        every fused kernel as its composition of plain ops (autograd/reference.cpp; slow)\n"
                             "  --no-cache         recompute every position each step (for checking the cache)",
                             run_generate};
 

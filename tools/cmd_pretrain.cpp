@@ -81,6 +81,7 @@ PretrainArgs parse(Args& args) {
   p.eval_every = args.integer("eval-every", 100);
   p.eval_batches = static_cast<int>(args.integer("eval-batches", 8));
   p.stop_after = args.integer("stop-after", 0);
+  cli::use_reference_path_if_asked(args);
   args.finish();
   if (p.batch < 1) throw InputError("--batch must be at least 1");
   if (p.stop_after < 0) throw InputError("--stop-after must be 0 (off) or a number of steps");
@@ -280,6 +281,7 @@ static Command pretrain_cmd{
     "  --seed S               initialisation and batch sampling [1337]\n"
     "  --stop-after N         save and stop after N steps of this run, as Ctrl-C does (time-sliced\n"
     "                         training: repeat the command until --steps is reached) [0 = off]\n"
+    "  --reference            every fused kernel as its composition of plain ops (autograd/reference.cpp; slow)\n"
     "Running it again on the same --out resumes from the last checkpoint; at OMP_NUM_THREADS=1 the\n"
     "losses and the final model are bit-identical to an uninterrupted run.",
     run_pretrain};

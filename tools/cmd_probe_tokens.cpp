@@ -90,6 +90,7 @@ int run_probe_tokens(Args& args) {
   o.seed = static_cast<uint64_t>(args.integer("seed", static_cast<long long>(o.seed)));
   const bool untrained = args.flag("untrained"), as_json = args.flag("json");
   const std::string out_path = args.str("out", "");
+  cli::use_reference_path_if_asked(args);
   args.finish();
   adapt::check_token_probe_options(o);
 
@@ -128,6 +129,7 @@ static Command probe_tokens_cmd{
     "  --train-tokens N --test-tokens N   probed positions (pos: held-out Brown files test; depth,\n"
     "                                     start: every 5th window tests) [16000, 6000]\n"
     "  --steps N --batch N --lr X --hidden N   probe training and the MLP's width [400, 64, 1e-2, 256]\n"
+    "  --reference                        every fused kernel as its composition of plain ops (autograd/reference.cpp; slow)\n"
     "  --json                             the results as JSON on stdout (the table otherwise)\n"
     "  --out FILE.md                      also write the table to FILE.md",
     run_probe_tokens};

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <exception>
 
+#include "autograd/tensor.h"
 #include "tools/cli.h"
 
 namespace ta::cli {
@@ -114,6 +115,12 @@ void Args::finish() {
   for (auto& kv : values_)
     if (!read_.count(kv.first))
       throw InputError("tinyadapt " + command_ + ": unknown option --" + kv.first + " (see --help)");
+}
+
+void use_reference_path_if_asked(Args& args) {
+  if (!args.flag("reference")) return;
+  set_reference_path(true);
+  ::setenv("TINYADAPT_REFERENCE", "1", 1);
 }
 
 }  // namespace ta::cli
