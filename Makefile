@@ -10,7 +10,7 @@
 #   make bench        training-step speed and memory against the PyTorch peer
 #   make fuzz         runs every libFuzzer target (tests/fuzz/) for FUZZ_RUNS inputs each
 #
-# Sources are found by folder: autograd/ nn/ adapt/ data/ make the library,
+# Sources are found by folder: autograd/ (and autograd/kernels/) nn/ adapt/ data/ make the library,
 # tools/*.cpp the command line, tests/*.cpp the one test binary.
 
 CXX      ?= g++
@@ -27,7 +27,7 @@ CXXFLAGS := -std=c++17 -fopenmp -Wall -Wextra -Wno-unused-parameter -I. \
             -I/usr/include/x86_64-linux-gnu/openblas-openmp -MMD -MP
 LDLIBS   := -L$(OPENBLAS) -Wl,-rpath,$(OPENBLAS) -lopenblas -lpcre2-8 -fopenmp -lpthread
 
-LIB_SRC  := $(wildcard autograd/*.cpp nn/*.cpp adapt/*.cpp data/*.cpp)
+LIB_SRC  := $(wildcard autograd/*.cpp autograd/kernels/*.cpp nn/*.cpp adapt/*.cpp data/*.cpp)
 TOOL_SRC := $(wildcard tools/*.cpp)
 TEST_SRC := $(wildcard tests/*.cpp)
 

@@ -12,7 +12,7 @@ void sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const f
            const float* B, int ldb, float beta, float* C, int ldc);
 
 // C = alpha · op(A) @ B + beta · C on one thread, for the small per-head
-// products of attention (autograd/gemm_small.cpp): no BLAS call, no packing,
+// products of attention (autograd/kernels/gemm_small.cpp): no BLAS call, no packing,
 // no threads. beta = 0 does not read C.
 void sgemm_small(bool trans_a, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
                  float beta, float* C, int ldc);

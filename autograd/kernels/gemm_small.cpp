@@ -1,4 +1,4 @@
-// autograd/gemm_small.cpp — sgemm_small: the register-tiled product that
+// autograd/kernels/gemm_small.cpp — sgemm_small: the register-tiled product that
 // attention's per-head matrices run on (see matmul.h).
 //
 // Attention multiplies many small matrices: per head and block of 32 queries,
