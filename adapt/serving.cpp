@@ -1,7 +1,7 @@
 // adapt/serving.cpp — see serving.h for the idea; this file in reading order:
-// row gathers, LoRA row by row, loading users (taking their hooks off the
-// base), the dispatchers that route rows to users, the mixed batch, length
-// groups and classify, generate.
+// row gathers, LoRA row by row, the dispatchers that route rows to users, the
+// mixed batch, length groups and classify. Loading users is
+// serving_users.cpp, generation serving_generate.cpp.
 #include "adapt/serving.h"
 
 #include <algorithm>
@@ -138,116 +138,7 @@ Tensor low_rank_rows(const Tensor& x, const std::vector<const Linear::LowRankUpd
   return delta;
 }
 
-// A (1, n, C) or (n, C) prefix from Method::prepare as (n, C).
-Tensor as_rows(const Tensor& t) { return t.rank() == 3 ? reshape(t, {t.size(1), t.size(2)}) : t; }
-
 }  // namespace
-
-// ---------------------------------------------------------------------------
-// Loading
-
-ServingModel::ServingModel(const std::string& model_dir)
-    : model_(load_model(model_dir)), tokenizer_(data::Tokenizer::load(model_dir)) {
-  if (tokenizer_.vocab_size() > model_->config().vocab_size)
-    throw InputError(model_dir + ": the tokenizer has more tokens than the model's vocab_size");
-  model_->freeze_all();
-}
-
-int ServingModel::user_index(const std::string& name) const {
-  for (size_t i = 0; i < users_.size(); i++)
-    if (users_[i]->name == name) return static_cast<int>(i);
-  return -1;
-}
-
-// A user with no adapter loaded yet: no prefixes, no hooks.
-static std::unique_ptr<ServingUser> new_user(const std::string& name, const std::string& adapter_dir, int n_layer) {
-  auto user = std::make_unique<ServingUser>();
-  user->name = name;
-  user->adapter_dir = adapter_dir;
-  user->attention_hooks.resize(static_cast<size_t>(n_layer));
-  user->mlp_hooks.resize(static_cast<size_t>(n_layer));
-  return user;
-}
-
-int ServingModel::add_user(const std::string& name, const std::string& adapter_dir) {
-  if (user_index(name) >= 0) throw InputError("user '" + name + "' is declared twice");
-  std::unique_ptr<ServingUser> user = new_user(name, adapter_dir, model_->n_layer());
-  if (!adapter_dir.empty()) {
-    remove_hooks();  // the base bare, so that the hooks found after attach are this method's
-    try {
-      load_adapter(*user);
-    } catch (const std::exception& e) {  // a broken adapter: its user answers errors, the others are served
-      remove_hooks();
-      user = new_user(name, adapter_dir, model_->n_layer());
-      user->error = e.what();
-    }
-    model_->freeze_all();  // finetune's and BitFit's attach unfroze base weights before they were refused
-  }
-  users_.push_back(std::move(user));
-  install_dispatchers();
-  return static_cast<int>(users_.size()) - 1;
-}
-
-// The base's own parameters, by node: a method that trains one of them changes the shared base.
-static std::set<const Node*> parameter_nodes(const GPT& model) {
-  std::set<const Node*> nodes;
-  for (const auto& [name, tensor] : model.named_parameters()) nodes.insert(tensor.node());
-  return nodes;
-}
-
-void ServingModel::load_adapter(ServingUser& user) {
-  const AdapterFiles files = read_adapter_files(user.adapter_dir, false);
-  user.method = attach_adapter_method(*model_, files);
-  take_hooks(user);
-  // Checked before the tensors are loaded, so a refused adapter never writes into the base.
-  const std::set<const Node*> base_nodes = parameter_nodes(*model_);
-  for (const OptimParam& p : user.method->trainable_parameters())
-    if (base_nodes.count(p.tensor.node()))
-      throw InputError(user.adapter_dir + ": method " + files.method_config.method + " changes the base model's own weights (" +
-                       p.name + "), which every user shares; it cannot be served in a mixed batch (merge it into a model of its own)");
-  user.head = load_adapter_tensors(*model_, tokenizer_, *user.method, files, false);
-  user.method->set_training(false);
-  NoGradGuard no_grad;
-  ForwardOptions prepared;
-  user.method->prepare(prepared, 1);
-  if (prepared.input_prefix.defined()) user.input_prefix = as_rows(prepared.input_prefix);
-  for (const Tensor& keys : prepared.prefix_keys) user.prefix_keys.push_back(as_rows(keys));
-  for (const Tensor& values : prepared.prefix_values) user.prefix_values.push_back(as_rows(values));
-}
-
-// Every hook on the base set to none (the dispatchers included).
-void ServingModel::remove_hooks() {
-  for (auto& [name, module] : model_->named_modules())
-    if (auto* linear = dynamic_cast<Linear*>(module)) {
-      linear->output_delta = nullptr;
-      linear->low_rank.reset();
-    }
-  for (int i = 0; i < model_->n_layer(); i++) {
-    model_->block(i).attention_output_hook = nullptr;
-    model_->block(i).mlp_output_hook = nullptr;
-  }
-}
-
-// Moves the hooks a method's attach() just set on the bare base into `user`.
-void ServingModel::take_hooks(ServingUser& user) {
-  for (auto& [name, module] : model_->named_modules()) {
-    auto* linear = dynamic_cast<Linear*>(module);
-    if (!linear || !linear->output_delta) continue;
-    // The dispatcher computes the delta from the factors; output_delta is its plain form.
-    if (!linear->low_rank)
-      throw InputError(user.adapter_dir + ": the method adds an output delta to " + name +
-                       " that is not low-rank factors (Linear::low_rank); it cannot be served in a mixed batch");
-    user.low_rank[name] = *linear->low_rank;
-    linear->output_delta = nullptr;
-    linear->low_rank.reset();
-  }
-  for (int i = 0; i < model_->n_layer(); i++) {
-    Block& block = model_->block(i);
-    user.attention_hooks[static_cast<size_t>(i)] = std::move(block.attention_output_hook);
-    user.mlp_hooks[static_cast<size_t>(i)] = std::move(block.mlp_output_hook);
-    block.attention_output_hook = block.mlp_output_hook = nullptr;
-  }
-}
 
 // ---------------------------------------------------------------------------
 // Dispatchers: one hook on the base wherever some user has one, routing each
@@ -448,79 +339,6 @@ std::vector<Classification> ServingModel::classify(const std::vector<ServeReques
     }
   }
   return results;
-}
-
-// ---------------------------------------------------------------------------
-// Generation with one KV cache for the whole batch.
-
-namespace {
-
-// The logits (B,V) of the last column of hidden (B,L,C).
-std::vector<float> last_column_logits(const GPT& model, const Tensor& hidden) {
-  const int last = hidden.size(1) - 1;
-  return model.logits(slice(hidden, 1, last, last + 1)).to_vector();  // (B,1,V)
-}
-
-}  // namespace
-
-std::vector<std::vector<int>> ServingModel::generate(const std::vector<ServeRequest>& requests, float temperature,
-                                                     int stop_token) const {
-  NoGradGuard no_grad;
-  MixedBatch batch = mixed_batch(requests);
-  const int B = batch.B, V = model_->config().vocab_size;
-  // The cache starts as the gathered attention prefixes, [prefix ; nothing yet].
-  KVCache cache;
-  cache.keys = std::move(batch.options.prefix_keys);
-  cache.values = std::move(batch.options.prefix_values);
-  batch.options.prefix_keys.clear();
-  batch.options.prefix_values.clear();
-  batch.options.cache = &cache;
-  // Which cached keys each row may see: prefix, then input prefix, then text, then one per step.
-  std::vector<std::vector<uint8_t>> key_mask(static_cast<size_t>(B));
-  std::vector<int> next_position(static_cast<size_t>(B));
-  std::vector<Rng> samplers;
-  for (int b = 0; b < B; b++) {
-    const ServeRequest& r = requests[static_cast<size_t>(b)];
-    const size_t prefix_width = static_cast<size_t>(batch.P + batch.k);
-    std::vector<uint8_t>& mask = key_mask[static_cast<size_t>(b)];
-    mask.assign(batch.options.prefix_mask.begin() + static_cast<long>(b * prefix_width),
-                batch.options.prefix_mask.begin() + static_cast<long>((b + 1) * prefix_width));
-    mask.insert(mask.end(), batch.options.padding_mask.begin() + static_cast<long>(b) * batch.T,
-                batch.options.padding_mask.begin() + static_cast<long>(b + 1) * batch.T);
-    const ServingUser& u = user(r.user);
-    next_position[static_cast<size_t>(b)] = u.attention_prefix_length() + u.input_prefix_length() + static_cast<int>(r.ids.size());
-    samplers.emplace_back(r.seed);
-  }
-
-  std::vector<float> logits = last_column_logits(*model_, model_->forward(batch.ids, B, batch.T, batch.options));  // (B,V)
-  std::vector<std::vector<int>> generated(static_cast<size_t>(B));
-  std::vector<bool> done(static_cast<size_t>(B), false);
-  while (true) {
-    std::vector<int> step_ids(static_cast<size_t>(B), 0);  // a finished row is fed token 0 at position 0; nobody reads it
-    ForwardOptions step;
-    step.cache = &cache;
-    step.row_tags = batch.options.row_tags;
-    step.position_ids.assign(static_cast<size_t>(B), 0);
-    bool any_running = false;
-    for (size_t b = 0; b < static_cast<size_t>(B); b++) {
-      if (!done[b]) {
-        const std::vector<float> row(logits.begin() + static_cast<long>(b) * V, logits.begin() + static_cast<long>(b + 1) * V);
-        const int token = sample_token(row, temperature, 0, samplers[b]);
-        if (token != stop_token) generated[b].push_back(token);
-        done[b] = token == stop_token || static_cast<int>(generated[b].size()) == requests[b].max_new;
-        if (!done[b]) {  // the token is fed back to get the next one
-          step_ids[b] = token;
-          step.position_ids[b] = next_position[b]++;
-        }
-      }
-      any_running = any_running || !done[b];
-      step.prefix_mask.insert(step.prefix_mask.end(), key_mask[b].begin(), key_mask[b].end());
-      key_mask[b].push_back(done[b] ? 0 : 1);  // this step's own key, for the steps after it
-    }
-    if (!any_running) break;
-    logits = last_column_logits(*model_, model_->forward(step_ids, B, 1, step));  // (B,V)
-  }
-  return generated;
 }
 
 }  // namespace ta::adapt

@@ -159,5 +159,8 @@ inline uint64_t pair_key(int left, int right) {
 
 // GPT-2's printable stand-in for a byte, as UTF-8 ("Ġ" for ' ').
 const std::string& byte_to_unicode(unsigned char byte);
+// The bytes a vocab.json spelling stands for (byte_to_unicode backwards);
+// false if some character is not a stand-in (only special tokens are spelled so).
+bool spelling_to_bytes(const std::string& spelling, std::string& bytes);
 
 }  // namespace ta::data
