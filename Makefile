@@ -23,9 +23,10 @@ else
   FLAVOUR := native
 endif
 OPT      := -O3 $(ARCH)
+MPI      := /usr/lib/x86_64-linux-gnu/openmpi
 CXXFLAGS := -std=c++17 -fopenmp -Wall -Wextra -Wno-unused-parameter -I. \
-            -I/usr/include/x86_64-linux-gnu/openblas-openmp -MMD -MP
-LDLIBS   := -L$(OPENBLAS) -Wl,-rpath,$(OPENBLAS) -lopenblas -lpcre2-8 -fopenmp -lpthread
+            -I/usr/include/x86_64-linux-gnu/openblas-openmp -I$(MPI)/include -MMD -MP
+LDLIBS   := -L$(OPENBLAS) -Wl,-rpath,$(OPENBLAS) -lopenblas -lpcre2-8 -L$(MPI)/lib -lmpi -fopenmp -lpthread
 
 LIB_SRC  := $(wildcard autograd/*.cpp autograd/kernels/*.cpp nn/*.cpp adapt/*.cpp data/*.cpp)
 TOOL_SRC := $(wildcard tools/*.cpp)

@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "autograd/ops.h"
+#include "nn/distributed.h"
 #include "nn/lm_data.h"
 #include "nn/progress.h"
 #include "nn/trainer.h"
@@ -168,7 +169,7 @@ Tensor pooled_features(const AdaptedModel& a, const std::vector<EncodedExample>&
     Tensor f = a.features(make_batch(examples, indices), nullptr);  // (B,C)
     for (size_t r = 0; r < indices.size(); r++) std::copy_n(f.data() + r * C, C, values.begin() + static_cast<long>(indices[r] * C));
   }
-  if (!path.empty()) {
+  if (!path.empty() && dist::is_root()) {  // under MPI every rank computes them, rank 0 keeps them
     make_dirs(feature_cache);
     write_safetensors(path, {{"features", {shape[0], shape[1]}, values}});
   }
@@ -209,13 +210,22 @@ TrainResult train(AdaptedModel& a, const std::vector<EncodedExample>& train_spli
     throw std::logic_error("train: the optimiser holds state for values that are not trainable");
 
   std::unique_ptr<CsvLog> log;
-  if (!o.log_path.empty()) log = std::make_unique<CsvLog>(o.log_path, std::vector<std::string>{"step", "loss", "lr", "val_accuracy", "val_loss"});
+  if (!o.log_path.empty() && dist::is_root()) log = std::make_unique<CsvLog>(o.log_path, std::vector<std::string>{"step", "loss", "lr", "val_accuracy", "val_loss"});
   std::optional<Progress> progress;
   if (o.show_progress) progress.emplace("adapt " + a.method->name(), steps, 0, std::max(1LL, steps / 20));
+  // Under MPI (nn/distributed.h) each rank takes its rows of every batch and
+  // draws its own dropout masks; rank 0 alone validates, logs and reports.
+  const auto [shard_first, shard_end] = dist::shard(o.batch, "--batch");
+  const uint64_t dropout_seed = o.seed ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(dist::rank()));
   a.method->set_training(true);
-  for (long long step = 0; step < steps && !interrupted(); step++) {
-    Rng rng = step_rng(o.seed, step);
-    const std::vector<size_t> indices = sampler.indices_for_step(step);
+  for (long long step = 0; step < steps; step++) {
+    if (dist::any_rank(interrupted())) {  // Ctrl-C: every rank stops at the same step
+      result.stopped = true;
+      break;
+    }
+    Rng rng = step_rng(dropout_seed, step);
+    const std::vector<size_t> batch_indices = sampler.indices_for_step(step);
+    const std::vector<size_t> indices(batch_indices.begin() + shard_first, batch_indices.begin() + shard_end);
     StepStats s = trainer.step(step, [&](int) {
       Tensor logits = train_source.logits(indices, &rng);  // (B,L)
       return MicroBatch{cross_entropy(logits, train_source.labels(indices)), train_source.tokens(indices)};
@@ -223,7 +233,8 @@ TrainResult train(AdaptedModel& a, const std::vector<EncodedExample>& train_spli
     result.losses.push_back(s.loss);
     result.steps = step + 1;
     const bool last = step + 1 == steps;
-    const bool eval = val_source.size() > 0 && (last || (o.eval_every > 0 && (step + 1) % o.eval_every == 0));
+    const bool eval = val_source.size() > 0 && dist::is_root() &&
+                      (last || (o.eval_every > 0 && (step + 1) % o.eval_every == 0));
     std::vector<std::string> row{std::to_string(step + 1), fixed(s.loss), significant(s.lr), "", ""};
     if (eval) {
       a.method->set_training(false);

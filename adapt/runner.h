@@ -54,6 +54,7 @@ struct TrainResult {
   std::vector<float> losses;          // one per step
   Evaluation val;                     // at the end (n = 0 without a val split)
   size_t optimizer_state_floats = 0;  // AdamW's m and v, = 2 × trainable
+  bool stopped = false;               // a Ctrl-C (on any rank, under MPI) ended training early
 };
 
 // Trains adapted's trainable parameters (method + head) on `train`.

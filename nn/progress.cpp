@@ -5,6 +5,8 @@
 
 #include <cstdio>
 
+#include "nn/distributed.h"
+
 namespace ta {
 
 Progress::Progress(std::string label, long long total_steps, long long first_step, long long log_every)
@@ -29,6 +31,7 @@ static std::string clock_text(double seconds) {
 
 void Progress::update(long long step, float loss, long long tokens, const std::string& extra) {
   tokens_ += tokens;
+  if (!dist::is_root()) return;  // under MPI, rank 0 speaks for all
   const long long done = step + 1 - first_, left = total_ - step - 1;
   const double elapsed = elapsed_seconds();
   const double tokens_per_s = elapsed > 0 ? static_cast<double>(tokens_) / elapsed : 0.0;
@@ -49,6 +52,7 @@ void Progress::update(long long step, float loss, long long tokens, const std::s
 }
 
 void Progress::note(const std::string& line) {
+  if (!dist::is_root()) return;
   if (bar_drawn_) std::fprintf(stderr, "\n");
   bar_drawn_ = false;
   std::fprintf(stderr, "%s %s\n", label_.c_str(), line.c_str());

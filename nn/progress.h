@@ -2,7 +2,8 @@
 //
 // On a terminal: one line redrawn in place, with a bar, the step, the loss,
 // tokens per second and the time left. Otherwise (a pipe, a CI log): a plain
-// line every `log_every` steps and at the end, so logs stay readable.
+// line every `log_every` steps and at the end, so logs stay readable. Under
+// MPI only rank 0 shows anything (nn/distributed.h).
 #pragma once
 #include <chrono>
 #include <string>

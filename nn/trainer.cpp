@@ -9,6 +9,7 @@
 
 #include "autograd/ops.h"
 #include "data/io.h"
+#include "nn/distributed.h"
 #include "nn/safetensors.h"
 
 namespace ta {
@@ -38,6 +39,13 @@ StepStats Trainer::step(long long step, const std::function<MicroBatch(int micro
     // Dividing each micro-batch loss by grad_accum makes the accumulated
     // gradient the gradient of the mean loss over the whole step.
     backward(options_.grad_accum == 1 ? mb.loss : mul_scalar(mb.loss, 1.0f / static_cast<float>(options_.grad_accum)));
+  }
+  // Under MPI each rank holds the gradient of its shard's mean loss: average
+  // them (nn/distributed.h), and the losses and token counts with them.
+  if (dist::world_size() > 1) {
+    dist::allreduce_mean_gradients(optimizer_.params());
+    total = dist::allreduce_sum(total) / dist::world_size();
+    stats.tokens = static_cast<long long>(dist::allreduce_sum(static_cast<double>(stats.tokens)));
   }
   stats.loss = static_cast<float>(total / options_.grad_accum);
   if (!gradients_finite(optimizer_.params()))

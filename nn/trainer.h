@@ -4,6 +4,7 @@
 //
 // One optimisation step:
 //   for each of grad_accum micro-batches: loss = compute(micro); backward(loss / grad_accum)
+//   under MPI: average the gradients over the ranks (nn/distributed.h)
 //   if the loss or a gradient is not finite: throw TrainingError (nothing updated)
 //   clip the joint gradient norm; AdamW step at lr_at(step); zero the gradients
 //

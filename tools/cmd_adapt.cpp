@@ -21,6 +21,7 @@
 #include "data/pretraining.h"
 #include "data/tasks.h"
 #include "nn/config.h"
+#include "nn/distributed.h"
 #include "nn/trainer.h"
 #include "tools/cli.h"
 
@@ -149,7 +150,7 @@ int run_adapt(Args& args) {
   const adapt::HeadRequest head_request = parse_head(args, method_config);
   const adapt::RunOptions run_options = [&] {
     adapt::RunOptions o = parse_run(args, method_config.method);
-    o.log_path = out + "/log.csv";
+    if (dist::is_root()) o.log_path = out + "/log.csv";  // under MPI, rank 0 alone writes
     return o;
   }();
   const uint64_t data_seed = static_cast<uint64_t>(args.integer("data-seed", 1337));
@@ -176,12 +177,17 @@ int run_adapt(Args& args) {
   const int max_tokens = a.max_text_tokens();
   auto encode = [&](const std::string& split) { return adapt::encode_examples(task.split(split), a.tokenizer, max_tokens, task.name + "/" + split); };
 
-  make_dirs(out);
-  std::remove((out + "/metrics.json").c_str());  // an earlier run's metrics never describe this one
+  if (dist::is_root()) {
+    make_dirs(out);
+    std::remove((out + "/metrics.json").c_str());  // an earlier run's metrics never describe this one
+  }
   install_interrupt_handler();
   const adapt::TrainResult trained = adapt::train(a, encode("train"), encode("val"), run_options);
+  // Under MPI the other ranks are done: rank 0 holds the same weights and
+  // saves, evaluates and reports (nn/distributed.h).
+  if (!dist::is_root()) return 0;
   adapt::save_adapter(a, out);
-  if (interrupted()) {
+  if (trained.stopped) {
     std::fprintf(stderr, "adapt: interrupted after %lld steps; adapter saved to %s\n", trained.steps, out.c_str());
     return 130;
   }

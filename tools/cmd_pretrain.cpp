@@ -24,12 +24,14 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <random>
 #include <set>
 
 #include "autograd/ops.h"
 #include "data/pretraining.h"
 #include "nn/checkpoint.h"
+#include "nn/distributed.h"
 #include "nn/lm_data.h"
 #include "nn/progress.h"
 #include "nn/trainer.h"
@@ -103,7 +105,7 @@ data::Tokenizer make_tokenizer(const PretrainArgs& p, const std::string& text) {
     throw InputError("--vocab-size " + std::to_string(p.config.vocab_size) + " leaves no room for the 256 bytes and " +
                      std::to_string(specials.size()) + " special tokens");
   if (merges == 0) return data::Tokenizer::byte_level(specials);
-  std::fprintf(stderr, "pretrain: training a BPE tokenizer of %d tokens on %zu bytes\n", p.config.vocab_size, text.size());
+  if (dist::is_root()) std::fprintf(stderr, "pretrain: training a BPE tokenizer of %d tokens on %zu bytes\n", p.config.vocab_size, text.size());
   return data::train_bpe(text, p.config.vocab_size, specials, p.corpus);
 }
 
@@ -111,12 +113,32 @@ data::Tokenizer make_tokenizer(const PretrainArgs& p, const std::string& text) {
 MicroBatch pretrain_loss(const GPT& model, const data::Tokenizer& tok, const std::vector<int>& tokens, int B,
                          Rng& rng) {
   const ModelConfig& c = model.config();
-  TokenBatch batch = sample_windows(tokens, B, c.n_positions, rng);
-  if (c.is_causal) return {model.loss(batch.inputs, batch.targets, B, c.n_positions), static_cast<long long>(B) * c.n_positions};
-  std::vector<int> specials;
-  for (auto& s : tok.specials()) specials.push_back(tok.special_id(s));
-  MaskedTokens masked = mask_tokens(batch.inputs, tok.vocab_size(), tok.special_id("[MASK]"), specials, rng);
-  return {model.loss(masked.inputs, masked.targets, B, c.n_positions), static_cast<long long>(B) * c.n_positions};
+  const int T = c.n_positions;
+  TokenBatch batch = sample_windows(tokens, B, T, rng);
+  std::vector<int>& inputs = batch.inputs;
+  std::vector<int>& targets = batch.targets;
+  MaskedTokens masked;
+  if (!c.is_causal) {
+    std::vector<int> specials;
+    for (auto& s : tok.specials()) specials.push_back(tok.special_id(s));
+    masked = mask_tokens(batch.inputs, tok.vocab_size(), tok.special_id("[MASK]"), specials, rng);
+    inputs = masked.inputs, targets = masked.targets;
+  }
+  // Under MPI this rank's rows of the batch every rank drew (nn/distributed.h).
+  const auto [first, end] = dist::shard(B, "--batch");
+  if (end - first == B) return {model.loss(inputs, targets, B, T), static_cast<long long>(B) * T};
+  auto counted = [&](int from, int to) {  // targets that count in rows [from, to)
+    return std::count_if(targets.begin() + from * T, targets.begin() + to * T, [](int t) { return t != -100; });
+  };
+  // The shard's mean loss, weighted so that the ranks' average is the mean
+  // over the whole batch's targets even when the shards hold different
+  // numbers of them (masked LM): mean_r · N · count_r / count.
+  const long long all = counted(0, B), mine = counted(first, end);
+  const float weight = all > 0 ? static_cast<float>(mine) * dist::world_size() / static_cast<float>(all) : 1.0f;
+  inputs = std::vector<int>(inputs.begin() + first * T, inputs.begin() + end * T);
+  targets = std::vector<int>(targets.begin() + first * T, targets.begin() + end * T);
+  Tensor loss = model.loss(inputs, targets, end - first, T);
+  return {weight == 1.0f ? loss : mul_scalar(loss, weight), static_cast<long long>(end - first) * T};
 }
 
 // Validation loss on a fixed set of windows (the same every evaluation).
@@ -128,7 +150,7 @@ float validation_loss(const GPT& model, const data::Tokenizer& tok, const std::v
     Rng rng = step_rng(seed ^ 0x5EEDull, -1 - i);
     total += pretrain_loss(model, tok, val, B, rng).loss.item();
   }
-  return static_cast<float>(total / batches);
+  return static_cast<float>(dist::allreduce_sum(total) / dist::world_size() / batches);
 }
 
 ModelDir fresh_model(PretrainArgs& p, const std::vector<data::Document>& documents) {
@@ -209,18 +231,30 @@ int run_pretrain(Args& args) {
     throw InputError(p.corpus + ": " + std::to_string(tokens.size()) + " tokens are too few for --ctx " + std::to_string(T));
   std::vector<int> val(tokens.end() - static_cast<long>(n_val), tokens.end());
   tokens.resize(tokens.size() - n_val);
-  make_dirs(p.out);
-  data::write_manifest(p.out, make_manifest(p, documents, tokens, n_val, model->config().vocab_size));
+  dist::shard(p.batch, "--batch");  // fails on every rank alike, before anything is written
+  const bool root = dist::is_root();  // under MPI, rank 0 alone writes
+  if (root) {
+    make_dirs(p.out);
+    data::write_manifest(p.out, make_manifest(p, documents, tokens, n_val, model->config().vocab_size));
+  }
 
   std::vector<OptimParam> params;
   for (auto& [name, t] : model->named_parameters()) params.push_back({name, t, default_weight_decay(name, t)});
   Trainer trainer(params, p.train);
-  long long start = resume ? trainer.load_state(p.out) : 0;
-  std::fprintf(stderr, "pretrain: %s, %lld parameters, %zu documents, %zu train / %zu val tokens, steps %lld..%lld\n",
+  // Resuming may finish an interrupted save (a rename): rank 0 first, then the others read.
+  long long start = resume && root ? trainer.load_state(p.out) : 0;
+  dist::barrier();
+  if (resume && !root) start = trainer.load_state(p.out);
+  if (root) std::fprintf(stderr, "pretrain: %s, %lld parameters, %zu documents, %zu train / %zu val tokens, steps %lld..%lld\n",
                model->config().is_causal ? "gpt" : "encoder", static_cast<long long>(model->count_parameters()),
                documents.size(), tokens.size(), val.size(), start, p.train.steps);
 
-  CsvLog log(p.out + "/log.csv", {"step", "loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s", "val_loss"}, start);
+  std::unique_ptr<CsvLog> log;
+  if (root) log = std::make_unique<CsvLog>(p.out + "/log.csv", std::vector<std::string>{"step", "loss", "lr", "grad_norm",
+                                           "tokens_per_s", "elapsed_s", "val_loss"}, start);
+  auto save = [&] {
+    if (root) save_all(*model, tok, trainer, p.out);
+  };
   Progress progress("pretrain", p.train.steps, start, 10);
   install_interrupt_handler();
   for (long long step = start; step < p.train.steps; step++) {
@@ -238,26 +272,27 @@ int run_pretrain(Args& args) {
     // The row before the checkpoint: a kill in between leaves the log ahead
     // of the checkpoint, and the resumed run's CsvLog cuts it back (never behind).
     const double step_seconds = progress.elapsed_seconds() - step_start;
-    log.row({std::to_string(step + 1), std::to_string(s.loss), std::to_string(s.lr), std::to_string(s.grad_norm),
-             std::to_string(static_cast<double>(s.tokens) / std::max(step_seconds, 1e-9)),
-             std::to_string(progress.elapsed_seconds()), val_text});
-    if (eval) save_all(*model, tok, trainer, p.out);
+    if (log)
+      log->row({std::to_string(step + 1), std::to_string(s.loss), std::to_string(s.lr), std::to_string(s.grad_norm),
+                std::to_string(static_cast<double>(s.tokens) / std::max(step_seconds, 1e-9)),
+                std::to_string(progress.elapsed_seconds()), val_text});
+    if (eval) save();
     // Ctrl-C and --stop-after save the same checkpoint; running the command
     // again continues from it as if never stopped.
-    if (interrupted()) {
+    if (dist::any_rank(interrupted())) {
       progress.note("interrupted: saving at step " + std::to_string(step + 1));
-      save_all(*model, tok, trainer, p.out);
+      save();
       return 130;
     }
     if (p.stop_after > 0 && step + 1 - start == p.stop_after && !last) {
       progress.note("--stop-after " + std::to_string(p.stop_after) + ": saving at step " + std::to_string(step + 1));
-      save_all(*model, tok, trainer, p.out);
+      save();
       return 0;
     }
   }
   progress.finish();
-  save_all(*model, tok, trainer, p.out);
-  std::fprintf(stderr, "pretrain: saved %s\n", p.out.c_str());
+  save();
+  if (root) std::fprintf(stderr, "pretrain: saved %s\n", p.out.c_str());
   return 0;
 }
 

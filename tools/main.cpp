@@ -9,6 +9,7 @@
 #include <exception>
 
 #include "autograd/tensor.h"
+#include "nn/distributed.h"
 #include "tools/cli.h"
 
 namespace ta::cli {
@@ -150,14 +151,21 @@ int main(int argc, char** argv) {
       std::printf("%s\n", command->usage);
       return 0;
     }
+  // Under mpirun (nn/distributed.h) an error on one rank ends them all.
+  ta::dist::init(&argc, &argv);
+  auto fail = [&](const std::string& message, int status) {
+    if (ta::dist::world_size() > 1) ta::dist::abort_all(message, status);
+    std::fprintf(stderr, "%s\n", message.c_str());
+    return status;
+  };
   try {
     ta::cli::Args args(command->name, rest);
-    return command->run(args);
+    const int status = command->run(args);
+    ta::dist::finalize();
+    return status;
   } catch (const ta::InputError& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 2;
+    return fail(std::string("error: ") + e.what(), 2);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "tinyadapt %s: internal error: %s\n", command->name, e.what());
-    return 1;
+    return fail(std::string("tinyadapt ") + command->name + ": internal error: " + e.what(), 1);
   }
 }
