@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "data/io.h"
+#include "data/json.h"
 #include "nn/safetensors.h"
 #include "tests/helpers.h"
 
@@ -195,4 +196,24 @@ TEST_CASE("mpi: bad use ends every rank with one clear line and a non-zero statu
           dir);
   CHECK(r.status != 0);
   CHECK(r.status != 124);  // not the time limit
+}
+
+TEST_CASE("mpi: bench all-reduces the trainable gradients only, 4 bytes per value, every step") {
+  ScratchDir dir("mpi");
+  const std::string tiny = "bench --vocab 64 --ctx 16 --d 32 --layers 2 --heads 2 --batch 4 --steps 2 --warmup 1 --threads 1 --json";
+  double full_bytes = 0;
+  for (const std::string method : {"full", "lora"}) {
+    CAPTURE(method);
+    const Run r = run(mpirun(2) + tiny + " --method " + method, dir);
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    const size_t at = r.out.find("JSON ");
+    REQUIRE(at != std::string::npos);
+    const json::Value result = json::parse(r.out.substr(at + 5, r.out.find('\n', at) - at - 5));
+    CHECK(result.at("ranks").as_int() == 2);
+    const double bytes = result.at("allreduce_bytes_per_step").as_number();
+    CHECK(bytes == 4 * result.at("trainable").as_number());
+    if (method == "full") full_bytes = bytes;
+    else CHECK(bytes < 0.1 * full_bytes);  // the frozen base is never sent
+  }
 }

@@ -87,6 +87,45 @@ print(f"probing on cached features: one epoch {bprobe['probe_epoch_ms']:.3f} ms 
       f"{bprobe['full_epoch_ms'] / (bprobe['caching_ms'] + bprobe['probe_epoch_ms']):.1f}x faster")
 PY
 
+# Data parallelism over MPI (nn/distributed.h): 2 ranks x 1 thread against the
+# 1 rank x 2 threads above, and the bytes each method all-reduces per step.
+# OMPI_ALLOW_RUN_AS_ROOT*: CI runs as root; the single-copy mechanism of shared
+# memory is not allowed in many containers.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+mpi() { mpirun --oversubscribe -np 2 ./tinyadapt bench $1 --steps "$steps" --warmup 3 --threads 1 --json ${2:-} | json; }
+a_mpi=$(mpi "$A"); b_mpi=$(mpi "$B")
+bytes=()
+for m in full lora prefix prompt bitfit; do bytes+=("$(mpi "$B" "--method $m")"); done
+echo
+/usr/bin/python3 - "$a_ours" "$a_mpi" "$b_ours" "$b_mpi" "$b_lora_ours" "${bytes[@]}" <<'PY'
+import json, sys
+ao, am, bo, bm, blo, *per_method = (json.loads(x) for x in sys.argv[1:])
+print("MPI data parallelism on this machine (mpirun -np 2, 1 thread each) against one process with 2 threads:")
+for name, one, two in (("A", ao, am), ("B", bo, bm)):
+    print(f"  {name}: {one['ms_median']:.1f} ms/step (1 x 2 threads) vs {two['ms_median']:.1f} (2 ranks x 1): "
+          f"{two['ms_median'] / one['ms_median']:.2f}x; all-reduce {two['allreduce_ms_median']:.2f} ms of it "
+          f"(waiting for the slower rank included)" + (" (target <= 1.15 on B)" if name == "B" else ""))
+full = per_method[0]
+print("bytes all-reduced per step per rank on B, against the trainable parameters (float32: 4 bytes each):")
+for r in per_method:
+    print(f"  {r['method']:7} {r['allreduce_bytes_per_step']:>12,.0f} bytes = {r['trainable']:>10,.0f} x 4 "
+          f"= {100 * r['allreduce_bytes_per_step'] / full['allreduce_bytes_per_step']:6.2f}% of full fine-tuning's"
+          + ("  (target <= 2%)" if r['method'] == 'lora' else ""))
+# A model of N machines, each with this machine's 2 threads and B/N rows: the
+# compute of a step divides by N, and a ring all-reduce sends and receives
+# 2 (N-1)/N x S bytes per machine for S bytes of gradients (latency ignored).
+print("predicted for N machines like this one on config B (step = t1/N + 2(N-1)/N x bytes / bandwidth, t1 the")
+print("method's step on one machine measured above), speed-up over one:")
+print(f"  {'N':>3} " + " ".join(f"{m + ' ' + str(g) + ' Gbit/s':>20}" for m in ("full", "lora") for g in (1, 10)))
+for n in (2, 4, 8, 16):
+    cells = []
+    for r, t1 in ((per_method[0], bo["ms_median"] / 1000), (per_method[1], blo["ms_median"] / 1000)):
+        for gbit in (1, 10):
+            step = t1 / n + 2 * (n - 1) / n * r["allreduce_bytes_per_step"] / (gbit * 1e9 / 8)
+            cells.append(f"{t1 / step:19.2f}x")
+    print(f"  {n:>3} " + " ".join(cells))
+PY
+
 # Personalised serving (adapt/serving.h): 16 users (8 LoRA, 8 prefix) x 8
 # requests on a config-A-shaped GPT with random weights; mixed batches against
 # single-user batches and one request at a time (targets: >= 0.9x, >= 4x).

@@ -14,6 +14,10 @@
 // `--probe` compares one epoch of probing on cached features with one epoch
 // of full fine-tuning (both with a linear head on the pooled last layer, over
 // 8 batches of random sequences), and reports the one-off feature caching.
+// Under `mpirun -np N` (nn/distributed.h) the single-method mode runs data
+// parallel: each rank steps on batch/N rows and the trainable gradients are
+// averaged, inside the timed step; it also reports the bytes all-reduced per
+// step and the all-reduce's own time.
 // `--sgemm N` instead measures OpenBLAS sgemm GFLOP/s on N×N×N.
 // `--serve` instead measures personalised serving (adapt/serving.h): 16 users
 // (8 LoRA r8 on c_attn, 8 prefix tuning k16, random values, linear heads) ×
@@ -45,6 +49,7 @@
 #include "autograd/ops.h"
 #include "data/json.h"
 #include "nn/checkpoint.h"
+#include "nn/distributed.h"
 #include "nn/gpt.h"
 #include "nn/lm_data.h"
 #include "nn/optim.h"
@@ -324,15 +329,29 @@ struct TrainingStep {
 
   int64_t trainable() const { return opt->state_floats() / 2; }
 
+  // Under mpirun (nn/distributed.h) each rank takes its rows of the batch and
+  // the gradients are averaged before the step, as in training; the time of
+  // that average is kept apart in allreduce_ms.
+  double allreduce_ms = 0;
+
   double step(int i) {
     Rng rng = step_rng(1337, i % 8);
     TokenBatch b = sample_windows(tokens, batch, T, rng);
+    const auto [first, end] = dist::shard(batch, "bench --batch");
+    const int rows = end - first;
+    if (rows != batch) {
+      b.inputs = std::vector<int>(b.inputs.begin() + first * T, b.inputs.begin() + end * T);
+      b.targets = std::vector<int>(b.targets.begin() + first * T, b.targets.begin() + end * T);
+    }
     const double t0 = now_ms();
     opt->zero_grad();
     ForwardOptions options;
-    if (method) method->prepare(options, batch);  // the method's per-call parts (prefixes), recorded on the tape
-    Tensor loss = model.loss(b.inputs, b.targets, batch, T, options);
+    if (method) method->prepare(options, rows);  // the method's per-call parts (prefixes), recorded on the tape
+    Tensor loss = model.loss(b.inputs, b.targets, rows, T, options);
     backward(loss);
+    const double t1 = now_ms();
+    dist::allreduce_mean_gradients(opt->params());
+    allreduce_ms = now_ms() - t1;
     opt->step(3e-4f);
     const double dt = now_ms() - t0;
     last_loss = loss.item();
@@ -413,15 +432,19 @@ int run_bench(Args& args) {
   if (args.has("methods")) return run_interleaved(c, batch, steps, warmup, methods, lora_rank > 0 ? lora_rank : 8, as_json);
   if (lora_rank > 0 && method_name.empty()) method_name = "lora";
   TrainingStep run(c, method_name.empty() ? "full" : method_name, lora_rank > 0 ? lora_rank : 8, batch);
-  std::vector<double> times;
+  std::vector<double> times, allreduce_times;
   float first_loss = 0, last_loss = 0;
+  uint64_t bytes_before = 0;
   for (int step = 0; step < warmup + steps; step++) {
+    if (step == warmup) bytes_before = dist::gradient_bytes_reduced();
     const double dt = run.step(step);
     if (step == 0) first_loss = run.last_loss;
     last_loss = run.last_loss;
-    if (step >= warmup) times.push_back(dt);
+    if (step >= warmup) times.push_back(dt), allreduce_times.push_back(run.allreduce_ms);
   }
+  const double bytes_per_step = static_cast<double>(dist::gradient_bytes_reduced() - bytes_before) / steps;
   std::sort(times.begin(), times.end());
+  std::sort(allreduce_times.begin(), allreduce_times.end());
   const double median = times[times.size() / 2], best = times.front();
   const double tokens_per_step = static_cast<double>(batch) * run.T;
   const double rss = peak_rss_mb();
@@ -429,6 +452,9 @@ int run_bench(Args& args) {
               static_cast<long long>(run.trainable()), threads, run.name.c_str());
   std::printf("ms/step min %.1f median %.1f over %d steps | tokens/s (median) %.0f | peak RSS %.0f MiB | loss %.3f -> %.3f\n",
               best, median, steps, tokens_per_step / median * 1000.0, rss, first_loss, last_loss);
+  if (dist::world_size() > 1)
+    std::printf("%d ranks: all-reduced %.0f bytes of gradients per step per rank, in %.2f ms (median)\n",
+                dist::world_size(), bytes_per_step, allreduce_times[allreduce_times.size() / 2]);
   if (as_json) {
     json::Value out = json::Value::object();
     out.set("ms_min", best);
@@ -440,6 +466,9 @@ int run_bench(Args& args) {
     out.set("trainable", static_cast<double>(run.trainable()));
     out.set("loss_first", first_loss);
     out.set("loss_last", last_loss);
+    out.set("ranks", dist::world_size());
+    out.set("allreduce_bytes_per_step", bytes_per_step);
+    out.set("allreduce_ms_median", allreduce_times[allreduce_times.size() / 2]);
     std::printf("JSON %s\n", out.dump().c_str());
   }
   return 0;
