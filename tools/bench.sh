@@ -4,7 +4,7 @@
 # benchmark configs, plus OpenBLAS sgemm on this machine for the GFLOP/s
 # ceiling. Prints one table with the ratios the project's targets are about.
 # Environment: BENCH_STEPS (timed steps, default 20), PEER (path to the peer script),
-# OMP_WAIT_POLICY (default PASSIVE; the same value for both sides).
+# OMP_WAIT_POLICY (default ACTIVE; the same value for both sides).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 steps=${BENCH_STEPS:-20}
@@ -14,11 +14,12 @@ A="--vocab 256 --ctx 128 --d 128 --layers 4 --heads 4 --batch 16"
 B="--vocab 512 --ctx 256 --d 256 --layers 6 --heads 8 --batch 8"
 json() { grep '^JSON ' | tail -1 | cut -c6-; }
 # Both sides run with the same settings: 2 threads (--threads 2) and one
-# OMP_WAIT_POLICY, exported for every program below. PASSIVE by default: the
-# peer's OpenMP threads and OpenBLAS's can otherwise spin against each other on
-# two cores; ours pays a few percent for it (config A: about 5%, measured with
-# both policies in turn), so the ratios lean, if anything, against us.
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
+# OMP_WAIT_POLICY, exported for every program below. ACTIVE by default: it is
+# the faster setting for both sides on a quiet machine (measured alternating,
+# config A: PyTorch 135-152 ms/step ACTIVE against 151-176 PASSIVE, ours 68-73
+# against 71-74; config B the same way round). An earlier round chose PASSIVE
+# from runs beside other jobs, where spinning threads do cost.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-ACTIVE}
 ours() { ./tinyadapt bench $1 --steps "$steps" --warmup 3 --threads 2 --json ${2:-} | json; }
 theirs() { /usr/bin/python3 "$peer" $1 --steps "$steps" --warmup 3 --threads 2 --json ${2:-} | json; }
 
