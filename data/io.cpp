@@ -23,6 +23,7 @@ std::string read_file(const std::string& path) {
     throw InputError(path + ": not a regular file");
   }
   std::string bytes;
+  bytes.reserve(static_cast<size_t>(st.st_size));  // one allocation, not a doubling per chunk
   char chunk[1 << 16];
   for (;;) {
     ssize_t n = ::read(fd, chunk, sizeof chunk);

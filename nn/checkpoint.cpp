@@ -1,6 +1,7 @@
 // nn/checkpoint.cpp — see checkpoint.h.
 #include "nn/checkpoint.h"
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 
@@ -31,50 +32,67 @@ static bool is_mask_buffer(const std::string& key) {
   return key.rfind("h.", 0) == 0 && (ends_with(".attn.bias") || ends_with(".attn.masked_bias"));
 }
 
-// Checks that the file's LM head, if it has one, is its token embedding.
-static void check_tied_head(const NamedArray& head, const NamedArray& wte, const std::string& path) {
-  if (wte.shape != head.shape)
-    throw InputError(path + ": key lm_head.weight: expected shape " + shape_string(wte.shape) + " (tied to wte), got " +
-                     shape_string(head.shape));
-  if (head.values != wte.values)
-    throw InputError(path + ": lm_head.weight differs from transformer.wte.weight; tinyadapt always ties the LM head "
-                            "to the token embedding");
+// The file's key for a parameter name without "transformer." (either form is accepted).
+static std::string key_of(const std::string& name) {
+  return name.rfind(kPrefix, 0) == 0 ? name.substr(kPrefix.size()) : name;
 }
 
-void load_weights(GPT& model, const std::string& path) {
-  std::vector<NamedArray> arrays = read_safetensors(path);
-  std::map<std::string, Tensor> expected;  // name without "transformer." -> parameter
-  for (auto& [name, tensor] : model.named_parameters()) expected[name.substr(kPrefix.size())] = tensor;
-
-  std::map<std::string, const NamedArray*> found;
-  const NamedArray* lm_head = nullptr;
-  for (const NamedArray& array : arrays) {
-    std::string key = array.name.rfind(kPrefix, 0) == 0 ? array.name.substr(kPrefix.size()) : array.name;
-    if (is_mask_buffer(key)) continue;
-    if (array.name == "lm_head.weight") {
-      lm_head = &array;
-      continue;
-    }
+// Checks the file's keys and shapes (from its header) against the model's
+// parameters: every parameter once with its shape, nothing unknown.
+static void check_keys(const std::vector<SafetensorsEntry>& entries, const std::map<std::string, Tensor>& expected,
+                       const std::string& path) {
+  std::map<std::string, int> seen;
+  for (const SafetensorsEntry& entry : entries) {
+    const std::string key = key_of(entry.name);
+    if (is_mask_buffer(key) || entry.name == "lm_head.weight") continue;
     auto slot = expected.find(key);
-    if (slot == expected.end()) throw InputError(path + ": unknown key " + array.name);
-    if (!found.emplace(key, &array).second) throw InputError(path + ": key " + kPrefix + key + " appears twice");
-    if (dims_of(slot->second.shape()) != array.shape)
-      throw InputError(path + ": key " + array.name + ": expected shape " + slot->second.shape().str() + ", got " +
-                       shape_string(array.shape));
+    if (slot == expected.end()) throw InputError(path + ": unknown key " + entry.name);
+    if (seen[key]++) throw InputError(path + ": key " + kPrefix + key + " appears twice");
+    if (dims_of(slot->second.shape()) != entry.shape)
+      throw InputError(path + ": key " + entry.name + ": expected shape " + slot->second.shape().str() + ", got " +
+                       shape_string(entry.shape) + (key == "wte.weight" ? " (is vocab_size in config.json right?)" : ""));
   }
   for (const auto& [key, tensor] : expected)
-    if (!found.count(key))
+    if (!seen.count(key))
       throw InputError(path + ": missing key " + kPrefix + key + " (expected shape " + tensor.shape().str() + ")");
-  if (lm_head) check_tied_head(*lm_head, *found.at("wte.weight"), path);
-  for (auto& [key, tensor] : expected) {
-    const std::vector<float>& values = found.at(key)->values;
-    std::memcpy(tensor.data(), values.data(), values.size() * sizeof(float));
-  }
 }
 
+// Reads the weights at `path` into the model's parameters. With `in_place`
+// each tensor is converted straight into its parameter (a fresh model, which
+// the caller drops if this throws: memory is the model and one tensor);
+// otherwise into copies first, so that a failure leaves the model as it was.
+static void read_weights(GPT& model, const std::string& path, bool in_place) {
+  std::map<std::string, Tensor> expected;  // name without "transformer." -> parameter
+  for (auto& [name, tensor] : model.named_parameters()) expected[name.substr(kPrefix.size())] = tensor;
+  // The header first: a truncated file or one made for another shape is
+  // refused before its data (500 MB for GPT-2 small) is read.
+  check_keys(read_safetensors_header(path), expected, path);
+  std::map<std::string, std::vector<float>> copies;
+  std::vector<float> lm_head;  // only when the file has one: it must equal wte
+  read_safetensors_into(path, [&](const SafetensorsEntry& entry) -> float* {
+    const std::string key = key_of(entry.name);
+    if (is_mask_buffer(key)) return nullptr;
+    const bool head = entry.name == "lm_head.weight";
+    const int64_t n = expected.at(head ? "wte.weight" : key).numel();  // check_keys checked the shapes
+    if (!head && in_place) return expected.at(key).data();
+    std::vector<float>& into = head ? lm_head : copies[key];
+    into.resize(static_cast<size_t>(n));
+    return into.data();
+  });
+  auto values_of = [&](const std::string& key) { return in_place ? expected.at(key).data() : copies.at(key).data(); };
+  if (!lm_head.empty() && !std::equal(lm_head.begin(), lm_head.end(), values_of("wte.weight")))
+    throw InputError(path + ": lm_head.weight differs from transformer.wte.weight; tinyadapt always ties the LM head "
+                            "to the token embedding");
+  if (!in_place)
+    for (auto& [key, tensor] : expected)
+      std::memcpy(tensor.data(), copies.at(key).data(), copies.at(key).size() * sizeof(float));
+}
+
+void load_weights(GPT& model, const std::string& path) { read_weights(model, path, false); }
+
 std::unique_ptr<GPT> load_model(const std::string& dir) {
-  auto model = std::make_unique<GPT>(read_config(dir + "/config.json"));
-  load_weights(*model, dir + "/model.safetensors");
+  auto model = std::make_unique<GPT>(read_config(dir + "/config.json"), 0, false);  // no init: every value is loaded
+  read_weights(*model, dir + "/model.safetensors", true);
   return model;
 }
 

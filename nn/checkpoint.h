@@ -12,9 +12,14 @@
 // buffers ignored, lm_head.weight accepted only when it equals wte (we always
 // tie), F16/BF16/F64 converted to float32 (by nn/safetensors). Anything else —
 // a missing key, a wrong shape, an unknown key, a key given twice — is one
-// InputError naming the file, the key and the shapes, and leaves the model
-// untouched. Both files are read whole before anything is used, so saving
-// into the directory a model was loaded from is safe; each write is atomic.
+// InputError naming the file, the key and the shapes, found from the file's
+// header before its data is read (a truncated 500 MB file or a config.json
+// with the wrong vocab_size costs no more than reading the header).
+// load_model converts each tensor straight into its parameter: memory is
+// the model and one tensor. load_weights, which fills a model the caller
+// holds, reads into copies first and leaves the model untouched on any
+// error. Writes are atomic (a file is renamed into place), so saving into
+// the directory a model was loaded from is safe.
 //
 // The encoder uses the same layout with "is_causal": false in config.json;
 // transformers would load it as GPT2LMHeadModel and run it causally (it has

@@ -15,7 +15,7 @@ static const ModelConfig& validated(const ModelConfig& config) {
   return config;
 }
 
-GPT::GPT(const ModelConfig& config, uint64_t seed)
+GPT::GPT(const ModelConfig& config, uint64_t seed, bool initialise_weights)
     : wte(validated(config).vocab_size, config.n_embd),
       wpe(config.n_positions, config.n_embd),
       ln_f(config.n_embd, config.layer_norm_epsilon),
@@ -29,7 +29,7 @@ GPT::GPT(const ModelConfig& config, uint64_t seed)
     add_module("transformer.h." + std::to_string(i), std::move(block));
   }
   register_module("transformer.ln_f", ln_f);
-  initialise(seed);
+  if (initialise_weights) initialise(seed);
 }
 
 // GPT-2 / nanoGPT initialisation. Vectors (biases, LayerNorm weights) keep

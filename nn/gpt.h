@@ -40,7 +40,8 @@ enum class Pooling {
 class GPT : public Module {
  public:
   // A model with GPT-2's initialisation drawn from Rng(seed). Validates `config`.
-  explicit GPT(const ModelConfig& config, uint64_t seed = 0);
+  // initialise = false leaves every parameter zero (load_model overwrites them all).
+  explicit GPT(const ModelConfig& config, uint64_t seed = 0, bool initialise = true);
 
   const ModelConfig& config() const { return config_; }
   int n_layer() const { return config_.n_layer; }

@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <fstream>
+#include <functional>
 #include <limits>
 #include <stdexcept>
 
@@ -205,10 +207,8 @@ double double_from_bits(uint64_t bits) {
   return x;
 }
 
-NamedArray convert(const TensorEntry& entry, const unsigned char* buffer) {
-  NamedArray array{entry.name, entry.shape, std::vector<float>(entry.numel)};
-  const unsigned char* p = buffer + entry.begin;
-  float* out = array.values.data();
+// Converts the entry's bytes `p` (entry.end - entry.begin of them) to float32 in `out`.
+void convert_into(const TensorEntry& entry, const unsigned char* p, float* out) {
   const uint64_t n = entry.numel;
   switch (entry.dtype->dtype) {  // one loop per dtype keeps each loop tight
     case Dtype::F16:
@@ -224,29 +224,40 @@ NamedArray convert(const TensorEntry& entry, const unsigned char* buffer) {
       for (uint64_t i = 0; i < n; i++) out[i] = double_to_float(double_from_bits(load_le<uint64_t>(p + 8 * i)));
       break;
   }
+}
+
+NamedArray convert(const TensorEntry& entry, const unsigned char* buffer) {
+  NamedArray array{entry.name, entry.shape, std::vector<float>(entry.numel)};
+  convert_into(entry, buffer + entry.begin, array.values.data());
   return array;
 }
 
 }  // namespace
 
-std::vector<NamedArray> read_safetensors_bytes(const std::string& bytes, const std::string& source,
-                                               SafetensorsMetadata* metadata) {
+namespace {
+
+// The checked header of a file of `file_size` bytes whose first
+// `prefix.size()` bytes are `prefix` (at least the length and the header):
+// every entry validated against the data buffer's size, which is all a
+// header can be checked against without reading the data.
+std::vector<TensorEntry> parse_header(const std::string& prefix, uint64_t file_size, const std::string& source,
+                                      SafetensorsMetadata* metadata, uint64_t* data_start) {
   if (metadata) metadata->clear();
-  if (bytes.size() < 8)
-    bad_file(source, "too short for a safetensors file (" + std::to_string(bytes.size()) +
+  if (file_size < 8)
+    bad_file(source, "too short for a safetensors file (" + std::to_string(file_size) +
                          " bytes; the header length alone takes 8)");
-  const auto* file = reinterpret_cast<const unsigned char*>(bytes.data());
+  const auto* file = reinterpret_cast<const unsigned char*>(prefix.data());
   uint64_t header_bytes = load_le<uint64_t>(file);
   if (header_bytes > kMaxHeaderBytes)
     bad_file(source, "header length " + std::to_string(header_bytes) + " is over the 100 MB limit; not a safetensors file?");
-  if (header_bytes > bytes.size() - 8)
+  if (header_bytes > file_size - 8)
     bad_file(source, "header length " + std::to_string(header_bytes) + " runs past the end of the file (" +
-                         std::to_string(bytes.size()) + " bytes)");
-  json::Value header = json::parse(bytes.substr(8, header_bytes), source + ": header");
+                         std::to_string(file_size) + " bytes)");
+  json::Value header = json::parse(prefix.substr(8, header_bytes), source + ": header");
   if (!header.is_object()) bad_file(source, "header is not a JSON object");
 
   // Duplicate names cannot reach here: json::parse rejects duplicate keys.
-  uint64_t buffer_size = bytes.size() - 8 - header_bytes;
+  uint64_t buffer_size = file_size - 8 - header_bytes;
   std::vector<TensorEntry> entries;
   for (const auto& [name, info] : header.members()) {
     if (name == "__metadata__") {
@@ -257,8 +268,17 @@ std::vector<NamedArray> read_safetensors_bytes(const std::string& bytes, const s
   std::vector<const TensorEntry*> by_offset;
   for (const TensorEntry& entry : entries) by_offset.push_back(&entry);
   check_coverage(by_offset, buffer_size, source);
+  *data_start = 8 + header_bytes;
+  return entries;
+}
 
-  const unsigned char* buffer = file + 8 + header_bytes;
+}  // namespace
+
+std::vector<NamedArray> read_safetensors_bytes(const std::string& bytes, const std::string& source,
+                                               SafetensorsMetadata* metadata) {
+  uint64_t data_start = 0;
+  const std::vector<TensorEntry> entries = parse_header(bytes, bytes.size(), source, metadata, &data_start);
+  const unsigned char* buffer = reinterpret_cast<const unsigned char*>(bytes.data()) + data_start;
   std::vector<NamedArray> arrays;
   arrays.reserve(entries.size());
   for (const TensorEntry& entry : entries) arrays.push_back(convert(entry, buffer));
@@ -267,6 +287,56 @@ std::vector<NamedArray> read_safetensors_bytes(const std::string& bytes, const s
 
 std::vector<NamedArray> read_safetensors(const std::string& path, SafetensorsMetadata* metadata) {
   return read_safetensors_bytes(read_file(path), path, metadata);
+}
+
+namespace {
+
+// Opens `path` and reads and checks its header alone; *data_start is where the data begins.
+std::vector<TensorEntry> read_header(std::ifstream& in, const std::string& path, uint64_t* data_start) {
+  in.open(path, std::ios::binary | std::ios::ate);
+  if (!in) throw InputError(path + ": cannot open");
+  const uint64_t file_size = static_cast<uint64_t>(in.tellg());
+  in.seekg(0);
+  std::string prefix(std::min<uint64_t>(file_size, 8), '\0');
+  in.read(prefix.data(), static_cast<std::streamsize>(prefix.size()));
+  if (prefix.size() == 8) {  // the header itself, as far as the file holds it (parse_header reports a short one)
+    const uint64_t header_bytes = load_le<uint64_t>(reinterpret_cast<const unsigned char*>(prefix.data()));
+    if (header_bytes <= kMaxHeaderBytes && header_bytes <= file_size - 8) {
+      prefix.resize(8 + header_bytes);
+      in.read(prefix.data() + 8, static_cast<std::streamsize>(header_bytes));
+      if (!in) throw InputError(path + ": cannot read its header");
+    }
+  }
+  return parse_header(prefix, file_size, path, nullptr, data_start);
+}
+
+}  // namespace
+
+std::vector<SafetensorsEntry> read_safetensors_header(const std::string& path) {
+  std::ifstream in;
+  uint64_t data_start = 0;
+  std::vector<SafetensorsEntry> result;
+  for (const TensorEntry& entry : read_header(in, path, &data_start))
+    result.push_back({entry.name, entry.shape, entry.dtype->name});
+  return result;
+}
+
+void read_safetensors_into(const std::string& path,
+                           const std::function<float*(const SafetensorsEntry& entry)>& destination) {
+  std::ifstream in;
+  uint64_t data_start = 0;
+  std::vector<TensorEntry> entries = read_header(in, path, &data_start);
+  std::sort(entries.begin(), entries.end(), [](const TensorEntry& a, const TensorEntry& b) { return a.begin < b.begin; });
+  std::vector<unsigned char> bytes;  // one tensor's bytes at a time
+  for (const TensorEntry& entry : entries) {
+    float* out = destination({entry.name, entry.shape, entry.dtype->name});
+    if (!out) continue;
+    bytes.resize(entry.end - entry.begin);
+    in.seekg(static_cast<std::streamoff>(data_start + entry.begin));
+    in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    if (!in) throw InputError(path + ": cannot read tensor \"" + entry.name + "\" (the file changed while it was read?)");
+    convert_into(entry, bytes.data(), out);
+  }
 }
 
 namespace {

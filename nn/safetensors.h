@@ -29,10 +29,10 @@
 // one dtype), "__metadata__" first, compact JSON, the header padded with
 // spaces to a multiple of 8 so the data buffer is 8-byte aligned.
 //
-// Not here: zero-copy memory mapping, lazy loading of single tensors, writing
-// dtypes other than F32.
+// Not here: zero-copy memory mapping, writing dtypes other than F32.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -53,6 +53,25 @@ using SafetensorsMetadata = std::vector<std::pair<std::string, std::string>>;
 // Reads every tensor of the file at `path`, in the order of its header, and,
 // when `metadata` is given, the "__metadata__" pairs into it (empty if none).
 std::vector<NamedArray> read_safetensors(const std::string& path, SafetensorsMetadata* metadata = nullptr);
+
+// The tensors' names, shapes and dtypes from the header alone, checked as
+// read_safetensors checks them (offsets against the file's size, coverage)
+// but without reading the data: a truncated or mismatched 500 MB checkpoint
+// is refused before its bytes are read.
+struct SafetensorsEntry {
+  std::string name;
+  std::vector<int64_t> shape;
+  std::string dtype;  // "F32", "F16", "BF16", "F64"
+};
+std::vector<SafetensorsEntry> read_safetensors_header(const std::string& path);
+
+// Checks the header as above, then reads the tensors one at a time, each
+// converted to float32 straight into destination(entry): a buffer of the
+// entry's element count, or null to skip the tensor. Memory beyond the
+// destinations: one tensor's bytes. (Loading a checkpoint into a model this
+// way holds the model and one tensor, not the whole file twice over.)
+void read_safetensors_into(const std::string& path,
+                           const std::function<float*(const SafetensorsEntry& entry)>& destination);
 
 // The same, from the bytes of a whole file; `source` names it in errors.
 std::vector<NamedArray> read_safetensors_bytes(const std::string& bytes, const std::string& source,
