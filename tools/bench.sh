@@ -3,7 +3,7 @@
 # (tools/reference/torch_gpt_train.py), measured in the same run, on the two
 # benchmark configs, plus OpenBLAS sgemm on this machine for the GFLOP/s
 # ceiling. Prints one table with the ratios the project's targets are about.
-# Environment: BENCH_STEPS (timed steps, default 20), PEER (path to the peer script),
+# Environment: BENCH_STEPS (timed steps, default 20; config C: BENCH_C_STEPS, default 3), PEER (path to the peer script),
 # OMP_WAIT_POLICY (default ACTIVE; the same value for both sides).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -86,6 +86,32 @@ print(f"probing on cached features: one epoch {bprobe['probe_epoch_ms']:.3f} ms 
       f"{bprobe['full_epoch_ms']:.0f} ms, {bprobe['full_epoch_ms'] / bprobe['probe_epoch_ms']:.0f}x faster (target >= 20); "
       f"with the one-off feature caching ({bprobe['caching_ms']:.0f} ms) counted, the first epoch is "
       f"{bprobe['full_epoch_ms'] / (bprobe['caching_ms'] + bprobe['probe_epoch_ms']):.1f}x faster")
+PY
+
+# Config C: GPT-2 small's shape (124 M parameters), batch 4 x 256 tokens, each
+# method's step in its own process (for its peak memory), ours and the peer's.
+# A full step takes seconds, so fewer steps: BENCH_C_STEPS (default 3) after 1.
+C="--vocab 50257 --ctx 256 --d 768 --layers 12 --heads 12 --batch 4"
+c_steps=${BENCH_C_STEPS:-3}
+c_ours() { ./tinyadapt bench $C --steps "$c_steps" --warmup 1 --threads 2 --json ${1:-} | json; }
+c_theirs() { /usr/bin/python3 "$peer" $C --steps "$c_steps" --warmup 1 --threads 2 --json ${1:-} | json; }
+c_rows=()
+for m in "full|" "lora|--lora 8" "prefix|--prefix 20" "prompt|--prompt 20"; do
+  name=${m%%|*} peer_flags=${m#*|}
+  ours_flags=$([ "$name" = full ] || echo "--method $name")
+  c_rows+=("$name" "$(c_ours "$ours_flags")" "$(c_theirs "$peer_flags")")
+done
+echo
+/usr/bin/python3 - "${c_rows[@]}" <<'PY'
+import json, sys
+rows = sys.argv[1:]
+print(f"config C, GPT-2 small's shape (vocab 50257, ctx 256, C 768, 12 layers, 12 heads), batch 4, 2 threads:")
+print(f"  {'method':8} {'tinyadapt ms':>13} {'PyTorch ms':>11} {'speed-up':>9}   {'peak MiB: ours':>14} {'PyTorch':>8}")
+for i in range(0, len(rows), 3):
+    name, o, t = rows[i], json.loads(rows[i + 1]), json.loads(rows[i + 2])
+    target = "  (target >= 2.0)" if name != "full" else ""
+    print(f"  {name:8} {o['ms_median']:13.0f} {t['ms_median']:11.0f} {t['ms_median'] / o['ms_median']:8.2f}x   "
+          f"{o['peak_rss_mb']:14.0f} {t['peak_rss_mb']:8.0f}{target}")
 PY
 
 # Data parallelism over MPI (nn/distributed.h): 2 ranks x 1 thread against the
