@@ -69,7 +69,8 @@ class Tokenizer {
   // ids that exist before it.
   static Tokenizer from_merges(const std::vector<std::pair<int, int>>& merges,
                                const std::vector<std::string>& specials = {});
-  // Reads vocab.json + merges.txt (or encoder.json + vocab.bpe) from `dir`;
+  // Reads vocab.json + merges.txt (or encoder.json + vocab.bpe, or Hugging
+  // Face tokenizers' tokenizer.json, which holds the same two under "model") from `dir`;
   // InputError naming the file (and line) for anything malformed.
   static Tokenizer load(const std::string& dir);
   // Writes vocab.json, merges.txt (and special_tokens_map.json) atomically.

@@ -81,8 +81,9 @@ struct VocabFile {
   std::unordered_map<std::string, int> id_of_spelling;
 };
 
-VocabFile read_vocab(const std::string& path) {
-  json::Value vocab = json::parse_file(path);
+// The vocabulary {spelling: id} of vocab.json, or of tokenizer.json's model.vocab;
+// `path` names it in errors.
+VocabFile vocab_from_json(const json::Value& vocab, const std::string& path) {
   const auto& members = vocab.members(path);
   size_t count = members.size();
   if (count == 0) throw InputError(path + ": no tokens");
@@ -104,6 +105,8 @@ VocabFile read_vocab(const std::string& path) {
   }
   return file;
 }
+
+VocabFile read_vocab(const std::string& path) { return vocab_from_json(json::parse_file(path), path); }
 
 struct MergeLine {
   std::string left, right;
@@ -130,13 +133,37 @@ std::vector<MergeLine> read_merge_lines(const std::string& path) {
   return merges;
 }
 
+// tokenizer.json's model.merges: "left right" strings (tokenizers before
+// 0.20) or ["left", "right"] pairs (since); `line` counts them from 1.
+std::vector<MergeLine> merges_from_json(const json::Value& merges, const std::string& path) {
+  std::vector<MergeLine> lines;
+  for (const json::Value& merge : merges.items(path)) {
+    const size_t n = lines.size() + 1;
+    const std::string where = path + "[" + std::to_string(n - 1) + "]";
+    if (merge.is_string()) {
+      const std::string& text = merge.as_string(where);
+      const size_t space = text.find(' ');
+      if (space == 0 || space == std::string::npos || space + 1 == text.size() || text.find(' ', space + 1) != std::string::npos)
+        throw InputError(where + ": expected \"left right\" (two tokens, one space)");
+      lines.push_back({text.substr(0, space), text.substr(space + 1), n});
+    } else {
+      const auto& pair = merge.items(where);
+      if (pair.size() != 2) throw InputError(where + ": expected a pair [left, right]");
+      lines.push_back({pair[0].as_string(where), pair[1].as_string(where), n});
+    }
+  }
+  return lines;
+}
+
 // Tokenizer files in `dir`: Hugging Face's names, else OpenAI's.
 std::pair<std::string, std::string> find_tokenizer_files(const std::string& dir) {
   if (file_exists(dir + "/vocab.json") || file_exists(dir + "/merges.txt"))
     return {dir + "/vocab.json", dir + "/merges.txt"};
   if (file_exists(dir + "/encoder.json") || file_exists(dir + "/vocab.bpe"))
     return {dir + "/encoder.json", dir + "/vocab.bpe"};
-  throw InputError(dir + ": no tokenizer here (expected vocab.json + merges.txt, or encoder.json + vocab.bpe)");
+  if (file_exists(dir + "/tokenizer.json")) return {dir + "/tokenizer.json", ""};
+  throw InputError(dir + ": no tokenizer here (expected vocab.json + merges.txt, encoder.json + vocab.bpe, or "
+                         "tokenizer.json)");
 }
 
 // The id of each byte's token (GPT-2 orders them by spelling: "!" is 0).
@@ -189,8 +216,20 @@ std::vector<ResolvedMerge> resolve_merges(const VocabFile& vocab, const std::vec
 
 Tokenizer Tokenizer::load(const std::string& dir) {
   auto [vocab_path, merges_path] = find_tokenizer_files(dir);
-  VocabFile vocab = read_vocab(vocab_path);
-  std::vector<MergeLine> merge_lines = read_merge_lines(merges_path);
+  VocabFile vocab;
+  std::vector<MergeLine> merge_lines;
+  if (merges_path.empty()) {  // tokenizer.json: the same vocabulary and merges under "model"
+    const json::Value file = json::parse_file(vocab_path);
+    const json::Value& model = file.at("model", vocab_path);
+    if (const json::Value* type = model.find("type"); type && type->as_string(vocab_path + ": model.type") != "BPE")
+      throw InputError(vocab_path + ": model.type is \"" + type->as_string() + "\", not BPE");
+    vocab = vocab_from_json(model.at("vocab", vocab_path + ": model"), vocab_path + ": model.vocab");
+    merge_lines = merges_from_json(model.at("merges", vocab_path + ": model"), vocab_path + ": model.merges");
+    merges_path = vocab_path + ": model.merges";
+  } else {
+    vocab = read_vocab(vocab_path);
+    merge_lines = read_merge_lines(merges_path);
+  }
   Tokenizer t;
   t.byte_ids_ = resolve_byte_ids(vocab, vocab_path);
   std::vector<bool> made(vocab.spelling_of_id.size(), false);

@@ -257,6 +257,46 @@ TEST_CASE("bpe: save then load gives the same tokenizer") {
   CHECK(Tokenizer::load(tiny_dir.path).encode(" the in and<|endoftext|>x") == tiny.encode(" the in and<|endoftext|>x"));
 }
 
+TEST_CASE("bpe: tokenizer.json alone (Hugging Face tokenizers' one file) loads as vocab.json + merges.txt") {
+  std::string corpus = ta::read_file(std::string(kFixtures) + "/corpus.txt");
+  Tokenizer trained = ta::data::train_bpe(corpus, 400, {"<|endoftext|>"});
+  TempDir saved;
+  trained.save(saved.path);
+  // tokenizer.json as the tokenizers library writes it: model.vocab is
+  // vocab.json, model.merges the lines of merges.txt, as "left right" strings
+  // or (since tokenizers 0.20) as [left, right] pairs.
+  ta::json::Value vocab = ta::json::parse_file(saved.path + "/vocab.json");
+  ta::json::Value as_strings = ta::json::Value::array(), as_pairs = ta::json::Value::array();
+  const std::string merges = ta::read_file(saved.path + "/merges.txt");
+  for (size_t start = merges.find('\n') + 1, end; (end = merges.find('\n', start)) != std::string::npos; start = end + 1) {
+    const std::string line = merges.substr(start, end - start);
+    as_strings.push(line);
+    ta::json::Value pair = ta::json::Value::array();
+    pair.push(line.substr(0, line.find(' ')));
+    pair.push(line.substr(line.find(' ') + 1));
+    as_pairs.push(pair);
+  }
+  const std::string text = "a sentence<|endoftext|> of the corpus " + corpus.substr(0, 300);
+  for (const ta::json::Value& merge_list : {as_strings, as_pairs}) {
+    TempDir dir;
+    ta::json::Value model = ta::json::Value::object(), file = ta::json::Value::object();
+    model.set("type", "BPE");
+    model.set("vocab", vocab);
+    model.set("merges", merge_list);
+    file.set("version", "1.0");
+    file.set("model", model);
+    ta::write_file_atomic(dir.path + "/tokenizer.json", file.dump());
+    Tokenizer loaded = Tokenizer::load(dir.path);
+    CHECK(loaded.vocab_size() == trained.vocab_size());
+    CHECK(loaded.merges() == trained.merges());
+    CHECK(loaded.encode(text) == trained.encode(text));
+  }
+  TempDir wrong;
+  ta::write_file_atomic(wrong.path + "/tokenizer.json", R"({"model": {"type": "WordPiece", "vocab": {}}})");
+  CHECK_THROWS_WITH_AS(Tokenizer::load(wrong.path), doctest::Contains("model.type is \"WordPiece\", not BPE"),
+                       ta::InputError);
+}
+
 TEST_CASE("bpe: malformed tokenizer files are InputErrors naming the file") {
   // A valid pair of files to break: merges "a b" (line 2) and "ab c" (line 3).
   TempDir good;
