@@ -39,6 +39,11 @@ static void blas_single_threaded_once() {
 
 static void sgemm_one_thread(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
                              const float* B, int ldb, float beta, float* C, int ldc) {
+  if (M == 1) {  // one row (a token in generation): sgemv reads B once; sgemm would first copy all of it into packed panels
+    cblas_sgemv(CblasRowMajor, trans_b ? CblasNoTrans : CblasTrans, trans_b ? N : K, trans_b ? K : N, alpha, B, ldb,
+                A, trans_a ? lda : 1, beta, C, 1);
+    return;
+  }
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
               alpha, A, lda, B, ldb, beta, C, ldc);
 }
@@ -55,7 +60,11 @@ void sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const f
   blas_single_threaded_once();
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
   const double flops = 2.0 * M * N * static_cast<double>(K);
-  if (threads == 1 || flops < 4e6 || (M < 32 && N < 32)) {
+  // A product of few rows with a large matrix (generation: one token through a
+  // weight) is bound by reading B, not by its FLOPs: it splits too, since two
+  // threads read memory faster than one.
+  const bool streams_b = M <= 8 && static_cast<double>(N) * K >= (1 << 18);
+  if (threads == 1 || (flops < 4e6 && !streams_b) || (M < 32 && N < 32)) {
     sgemm_one_thread(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }

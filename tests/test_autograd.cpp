@@ -230,7 +230,8 @@ TEST_CASE("sgemm: OpenBLAS equals the naive reference on odd shapes and strides"
   Rng rng(10);
   for (auto [M, N, K] : std::vector<std::array<int, 3>>{
            {1, 1, 1}, {7, 13, 5}, {33, 17, 65}, {64, 3, 129}, {5, 8, 0},
-           {301, 45, 77}, {29, 517, 83}, {250, 9, 700}})
+           {301, 45, 77}, {29, 517, 83}, {250, 9, 700},
+           {1, 13, 5}, {1, 517, 83}, {1, 700, 400}, {3, 700, 400}})  // one row (sgemv), few rows of a large B (split)
     for (bool ta_ : {false, true})
       for (bool tb : {false, true}) {
         int lda = (ta_ ? M : K) + 3, ldb = (tb ? K : N) + 2, ldc = N + 1;  // padded leading dimensions
