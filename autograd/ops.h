@@ -99,8 +99,8 @@ Tensor attention(const Tensor& qkv, const AttentionOptions& options);
 
 // --- reference.cpp ----------------------------------------------------------
 // The fused ops above written as compositions of the plain ones (same
-// arguments, same results up to rounding). The fused ops call them when
-// reference_path() is on (tensor.h); tests call them directly.
+// arguments, same results up to rounding). The fused ops call them, after
+// checking the inputs, when reference_path() is on (tensor.h).
 namespace reference {
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& addend = Tensor());
 Tensor lora_linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& lora_A,
