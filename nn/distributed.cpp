@@ -16,7 +16,14 @@ namespace {
 bool g_active = false;  // MPI_Init was called
 int g_rank = 0, g_size = 1;
 uint64_t g_bytes = 0;
-std::vector<float> g_bucket;  // reused every step: no allocation in the loop
+// A bucket of gradients and where its pieces go back to, reused every step:
+// no allocation in the training loop.
+struct Piece {
+  float* grad;
+  size_t offset, count;  // into the bucket
+};
+std::vector<float> g_bucket;
+std::vector<Piece> g_pieces;
 }  // namespace
 
 void init(int* argc, char*** argv) {
@@ -38,7 +45,7 @@ int world_size() { return g_size; }
 
 void abort_all(const std::string& message, int status) {
   if (!g_active) {
-    std::fprintf(stderr, "error: %s\n", message.c_str());
+    std::fprintf(stderr, "%s\n", message.c_str());
     std::exit(status);
   }
   std::fprintf(stderr, "tinyadapt: rank %d of %d: %s\n", g_rank, g_size, message.c_str());
@@ -63,11 +70,7 @@ void allreduce_mean_gradients(const std::vector<OptimParam>& params) {
   // The gradients as one stream: parameter k's values follow parameter k-1's.
   // A bucket fills from the stream, is summed over the ranks, and is copied
   // back scaled; a parameter may straddle two buckets.
-  struct Piece {
-    float* grad;
-    size_t offset, count;  // into the bucket
-  };
-  std::vector<Piece> pieces;
+  std::vector<Piece>& pieces = g_pieces;
   size_t used = 0;
   auto flush = [&] {
     if (used == 0) return;

@@ -41,8 +41,8 @@ int rank();        // 0 without MPI
 int world_size();  // 1 without MPI
 inline bool is_root() { return rank() == 0; }
 
-// Prints "tinyadapt: rank R: message" on stderr and ends every rank with
-// `status` (MPI_Abort). Without MPI: prints "error: message", exits.
+// Prints "tinyadapt: rank R of N: message" on stderr and ends every rank with
+// `status` (MPI_Abort). Without MPI: prints the message, exits.
 [[noreturn]] void abort_all(const std::string& message, int status);
 
 // This rank's rows [begin, end) of a global batch of `batch` rows. InputError
