@@ -114,6 +114,35 @@ for i in range(0, len(rows), 3):
           f"{o['peak_rss_mb']:14.0f} {t['peak_rss_mb']:8.0f}{target}")
 PY
 
+# Generation at that size: greedy, 100 tokens with the KV cache after a
+# 3-token prompt, ms per token with start-up subtracted (ours: a 101-token run
+# minus a 1-token run, best of 3 each; the peer's loop,
+# tools/reference/torch_generate.py, times its tokens itself). It needs a
+# checkpoint: the GPT-2-small-shaped one `make test` leaves in .cache/.
+gpt2=.cache/gpt2-small-random
+if [ -f "$gpt2/model.safetensors" ]; then
+  run_ms() {  # best wall time in ms of `tinyadapt generate` with N new tokens
+    local best=999999999 s t
+    for _ in 1 2 3; do
+      s=$(date +%s%N)
+      OMP_NUM_THREADS=2 ./tinyadapt generate --model "$gpt2" --prompt "The dog is" --max-new "$1" --temperature 0 >/dev/null
+      t=$(( ($(date +%s%N) - s) / 1000000 )); [ "$t" -lt "$best" ] && best=$t
+    done
+    echo "$best"
+  }
+  ours_ms=$(( $(run_ms 101) - $(run_ms 1) ))
+  theirs=$(/usr/bin/python3 tools/reference/torch_generate.py "$gpt2" --ids 464,3290,318 --max-new 101 --threads 2 | json)
+  /usr/bin/python3 - "$ours_ms" "$theirs" <<'PY'
+import json, sys
+ours = float(sys.argv[1]) / 100
+theirs = json.loads(sys.argv[2])["ms_per_token"]
+print(f"  generation, greedy with the KV cache, 2 threads: {ours:.1f} ms/token against PyTorch's loop {theirs:.1f} "
+      f"({theirs / ours:.2f}x; {1000 / ours:.0f} against {1000 / theirs:.0f} tokens/s)")
+PY
+else
+  echo "  (generation at this size: run make test first, which makes $gpt2)"
+fi
+
 # Data parallelism over MPI (nn/distributed.h): 2 ranks x 1 thread against the
 # 1 rank x 2 threads above, and the bytes each method all-reduces per step.
 # OMPI_ALLOW_RUN_AS_ROOT*: CI runs as root; the single-copy mechanism of shared
