@@ -6,6 +6,7 @@
 // input shapes and throw std::invalid_argument("op: problem") on a mismatch.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "autograd/tensor.h"
@@ -96,6 +97,15 @@ struct AttentionOptions {
 // queries, keys and values side by side (GPT-2's c_attn output); returns
 // (B, T, C), the heads concatenated (before the output projection).
 Tensor attention(const Tensor& qkv, const AttentionOptions& options);
+
+// --- checkpoint.cpp ---------------------------------------------------------
+// Gradient checkpointing (Chen et al. 2016): y = f(x), computed without a
+// tape, so nothing f computes inside is kept; backward runs f(x) again with
+// the tape on and back-propagates through that. Memory: x instead of every
+// activation inside f; time: one more forward of f. f must compute the same
+// values both times (give it the same dropout masks) and may use trainable
+// tensors besides x, whose gradients it adds to as usual.
+Tensor checkpoint(std::function<Tensor(const Tensor&)> f, const Tensor& x);
 
 // --- reference.cpp ----------------------------------------------------------
 // The fused ops above written as compositions of the plain ones (same

@@ -319,6 +319,15 @@ void clear_tape() {
   t_tape.clear();
 }
 
+// Swapping keeps the outer tape's buffer where it is, so a backward loop
+// iterating over it (the caller of the closure that opened this scope) goes
+// on from the same place when the scope ends.
+TapeScope::TapeScope() { std::swap(outer_, t_tape); }
+TapeScope::~TapeScope() {
+  clear_tape();
+  std::swap(outer_, t_tape);
+}
+
 // ---------------------------------------------------------------------------
 // Rng: xoshiro256** seeded by splitmix64
 

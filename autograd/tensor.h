@@ -240,6 +240,20 @@ void backward(const Tensor& loss);
 size_t tape_size();
 void clear_tape();  // drops the recorded graph without back-propagating
 
+// A fresh tape for a forward and backward nested inside another backward
+// (checkpoint's recomputation, ops.h): the outer tape is set aside for the
+// scope's life and comes back, untouched, when it ends.
+class TapeScope {
+ public:
+  TapeScope();
+  ~TapeScope();
+  TapeScope(const TapeScope&) = delete;
+  TapeScope& operator=(const TapeScope&) = delete;
+
+ private:
+  std::vector<std::shared_ptr<Node>> outer_;
+};
+
 // ---------------------------------------------------------------------------
 // Errors and randomness
 

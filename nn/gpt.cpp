@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
@@ -123,6 +124,36 @@ AttentionOptions GPT::shared_attention_options(int B, int T, int P, int k, const
   return base;
 }
 
+// One block under gradient checkpointing. Its recomputation in the backward
+// must draw the dropout masks of the forward: both runs start from a copy of
+// the Rng as it was before the block, and the caller's Rng then moves on to
+// where the forward left it, as it would without checkpointing. The closure
+// outlives this call, so it holds copies of the options, not references.
+static Tensor checkpointed(const Block& block, const Tensor& x, const ForwardOptions& options,
+                           const AttentionOptions& base) {
+  struct Dropout {
+    bool on;
+    Rng start, after;
+  };
+  auto dropout = std::make_shared<Dropout>(
+      Dropout{options.dropout_rng != nullptr, options.dropout_rng ? *options.dropout_rng : Rng(0), Rng(0)});
+  ForwardOptions copied = options;
+  copied.layer_outputs = nullptr;
+  const Block* b = &block;
+  Tensor y = checkpoint(
+      [b, copied, base, dropout](const Tensor& input) {
+        ForwardOptions o = copied;
+        Rng rng = dropout->start;
+        o.dropout_rng = dropout->on ? &rng : nullptr;
+        Tensor out = b->forward(input, o, base);
+        dropout->after = rng;
+        return out;
+      },
+      x);
+  if (dropout->on) *options.dropout_rng = dropout->after;
+  return y;
+}
+
 Tensor GPT::forward(const std::vector<int>& ids, int B, int T, const ForwardOptions& options) const {
   if (B <= 0 || T <= 0 || ids.size() != static_cast<size_t>(B) * static_cast<size_t>(T))
     throw std::invalid_argument("forward: need B*T ids with B, T > 0");
@@ -140,7 +171,8 @@ Tensor GPT::forward(const std::vector<int>& ids, int B, int T, const ForwardOpti
   if (options.layer_outputs) options.layer_outputs->assign(1, x);
   AttentionOptions base = shared_attention_options(B, T, P, k, options);
   for (const Block* block : blocks_) {
-    x = block->forward(x, options, base);
+    x = gradient_checkpointing && grad_enabled() && !options.cache ? checkpointed(*block, x, options, base)
+                                                                   : block->forward(x, options, base);
     if (options.layer_outputs) options.layer_outputs->push_back(x);
   }
   return ln_f.forward(x);  // (B,k+T,C)

@@ -69,6 +69,12 @@ class GPT : public Module {
   Embedding wpe;  // (n_positions, C)
   LayerNorm ln_f;
 
+  // Gradient checkpointing (autograd/ops.h, checkpoint): when a tape is on,
+  // each block keeps its input only and recomputes its activations in the
+  // backward, with the same dropout masks. Less memory for one more forward
+  // pass of the blocks; the same gradients. Off by default (--gradient-checkpointing).
+  bool gradient_checkpointing = false;
+
  private:
   void initialise(uint64_t seed);
   Tensor embed(const std::vector<int>& ids, int B, int T, int first_position, const ForwardOptions& options) const;

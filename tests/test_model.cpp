@@ -653,3 +653,74 @@ TEST_CASE("model config: config.json round trip, Hugging Face defaults, validati
   CHECK_THROWS_WITH_AS(bad.validate("config.json"), "config.json: n_embd 50 is not divisible by n_head 3", InputError);
   CHECK_THROWS_AS(GPT{bad}, InputError);
 }
+
+TEST_CASE("model gradient checkpointing: the same loss and gradients with dropout and a prefix, less memory held") {
+  ModelConfig c;
+  c.vocab_size = 50;
+  c.n_positions = 24;
+  c.n_embd = 32;
+  c.n_layer = 3;
+  c.n_head = 4;
+  c.resid_pdrop = c.embd_pdrop = 0.1f;  // the recomputation must draw the forward's masks
+  GPT model(c, 3);
+  Rng data(4);
+  std::vector<int> ids(2 * 16), targets(2 * 16);
+  for (size_t i = 0; i < ids.size(); i++) ids[i] = data.below(c.vocab_size), targets[i] = data.below(c.vocab_size);
+  Tensor prompt = Tensor::empty({3, c.n_embd});  // a trainable input prefix too
+  fill_normal(prompt, data, 0.0f, 0.02f);
+  prompt.set_requires_grad(true);
+  std::vector<Tensor> trainable{prompt};
+  for (auto& [name, t] : model.named_parameters()) trainable.push_back(t);
+
+  float losses[2];
+  size_t held[2];
+  std::vector<std::vector<float>> grads[2];
+  for (int checkpointing = 0; checkpointing < 2; checkpointing++) {
+    model.gradient_checkpointing = checkpointing == 1;
+    for (Tensor& t : trainable) t.drop_grad();
+    Rng dropout(99);
+    ForwardOptions options;
+    options.dropout_rng = &dropout;
+    options.input_prefix = prompt;
+    const size_t before = pool_bytes_in_use();
+    Tensor loss = model.loss(ids, targets, 2, 16, options);
+    held[checkpointing] = pool_bytes_in_use() - before;  // what the forward keeps for the backward
+    losses[checkpointing] = loss.item();
+    backward(loss);
+    for (const Tensor& t : trainable) grads[checkpointing].push_back(std::vector<float>(t.grad(), t.grad() + t.numel()));
+  }
+  model.gradient_checkpointing = false;
+  CHECK(losses[0] == losses[1]);
+  for (size_t i = 0; i < grads[0].size(); i++) CHECK(max_relative_diff(grads[1][i], grads[0][i]) <= 1e-6f);
+  MESSAGE("bytes held between forward and backward: " << held[0] << " plain, " << held[1] << " checkpointed");
+  CHECK(held[1] < held[0] / 2);
+}
+
+TEST_CASE("model gradient checkpointing: pretrain --gradient-checkpointing is the same run") {
+  if (!file_exists(ta::testing::tinyadapt_binary())) {
+    MESSAGE("skipped: no " << ta::testing::tinyadapt_binary());
+    return;
+  }
+  ScratchDir dir("checkpointing");
+  std::string corpus;
+  Rng rng(3);
+  for (int i = 0; i < 800; i++) corpus += std::string(1, static_cast<char>('a' + rng.below(6))) + (i % 9 == 8 ? " " : "");
+  write_file_atomic(dir.file("corpus.txt"), corpus);
+  const std::string args = "pretrain --corpus " + dir.file("corpus.txt") + " --vocab-size 257 --n-layer 2 --n-head 2 "
+                           "--n-embd 16 --ctx 16 --batch 4 --steps 6 --dropout 0.1 --eval-every 3 --eval-batches 1 --out ";
+  std::string output;
+  REQUIRE(ta::testing::run_cli(args + dir.file("plain"), output, dir.path) == 0);
+  REQUIRE(ta::testing::run_cli(args + dir.file("checkpointed") + " --gradient-checkpointing", output, dir.path) == 0);
+  auto losses = [](const std::string& log) {  // the loss and gradient-norm columns of every row
+    std::string kept;
+    for (size_t start = log.find('\n') + 1, end; (end = log.find('\n', start)) != std::string::npos; start = end + 1) {
+      const std::string row = log.substr(start, end - start);
+      const size_t third = row.find(',', row.find(',', row.find(',') + 1) + 1);
+      kept += row.substr(0, row.find(',', third + 1)) + "\n";
+    }
+    return kept;
+  };
+  const std::string plain = losses(read_file(dir.file("plain/log.csv")));
+  CHECK(std::count(plain.begin(), plain.end(), '\n') == 6);  // one row per step
+  CHECK(losses(read_file(dir.file("checkpointed/log.csv"))) == plain);
+}

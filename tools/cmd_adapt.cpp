@@ -157,6 +157,7 @@ int run_adapt(Args& args) {
   const long long train_size = args.integer("train-size", 0);
   const long long eval_limit = args.integer("eval-limit", 0);
   const std::string init_head_dir = args.str("init-head", "");
+  const bool gradient_checkpointing = args.flag("gradient-checkpointing");
   cli::use_reference_path_if_asked(args);
   args.finish();
   if (train_size < 0) throw InputError("--train-size must be a number of examples (0 = the whole train split)");
@@ -171,6 +172,7 @@ int run_adapt(Args& args) {
   adapt::AdaptedModel a = adapt::create_adapted(
       model_dir, method_config, adapt::resolve_head(head_request, method_config.method, base_config, task.label_names),
       run_options.seed);
+  a.model->gradient_checkpointing = gradient_checkpointing;
   const json::Value head_init = init_head_dir.empty() ? json::Value() : report_head_init(adapt::init_head_from(a, init_head_dir), model_dir);
   std::printf("%s\n", adapt::report_line(adapt::trainable_report(a)).c_str());
   std::fflush(stdout);
@@ -243,6 +245,8 @@ static Command adapt_cmd{
     "  --eval-limit N           score only the first N examples of test and of ood (a uniform sample) [0 = all]\n"
     "  --feature-cache DIR      probes: keep the base's pooled features in DIR for later runs [none]\n"
     "  --seed S [1337] initialisation, batch order, dropout;  --data-seed S [1337] the --train-size sample\n"
+    "  --gradient-checkpointing recompute each block's activations in the backward: less memory (full\n"
+    "                           fine-tuning of GPT-2 small), one more forward pass, the same run\n"
     "  --reference              every fused kernel as its composition of plain ops (autograd/reference.cpp; slow)\n"
     "Writes DIR/adapter_config.json, DIR/adapter_model.safetensors, DIR/log.csv, DIR/metrics.json.",
     run_adapt};

@@ -144,8 +144,10 @@ struct TrainingStep {
   int batch, T;
   float last_loss = 0;
 
-  TrainingStep(const ModelConfig& c, const std::string& method_name, int lora_rank, int batch_size)
+  TrainingStep(const ModelConfig& c, const std::string& method_name, int lora_rank, int batch_size,
+               bool gradient_checkpointing = false)
       : name(method_name), model(c, 1337), batch(batch_size), T(c.n_positions) {
+    model.gradient_checkpointing = gradient_checkpointing;
     std::vector<OptimParam> params;
     if (name != "full") {
       adapt::MethodConfig config;
@@ -261,6 +263,7 @@ int run_bench(Args& args) {
   if (args.has("methods") && !method_name.empty())
     throw InputError("bench: --method and --methods do not go together (--methods full," + method_name + ")");
   const bool probe = args.flag("probe");
+  const bool gradient_checkpointing = args.flag("gradient-checkpointing");
   const bool as_json = args.flag("json");
   const bool serve = args.flag("serve");
   const int repeats = static_cast<int>(args.integer("repeats", 3));
@@ -278,7 +281,8 @@ int run_bench(Args& args) {
 
   if (args.has("methods")) return run_interleaved(c, batch, steps, warmup, methods, lora_rank > 0 ? lora_rank : 8, as_json);
   if (lora_rank > 0 && method_name.empty()) method_name = "lora";
-  TrainingStep run(c, method_name.empty() ? "full" : method_name, lora_rank > 0 ? lora_rank : 8, batch);
+  TrainingStep run(c, method_name.empty() ? "full" : method_name, lora_rank > 0 ? lora_rank : 8, batch,
+                   gradient_checkpointing);
   std::vector<double> times, allreduce_times;
   float first_loss = 0, last_loss = 0;
   uint64_t bytes_before = 0;
@@ -327,6 +331,7 @@ static Command bench_cmd{
     "bench", "training-step benchmark (the same measurement as the PyTorch peer), or sgemm GFLOP/s",
     "usage: tinyadapt bench [--vocab V --ctx T --d C --layers L --heads H --batch B] [--steps N --warmup N]\n"
     "                       [--threads N] [--lora R | --method M | --methods M1,M2,... | --probe] [--json]\n"
+    "                       [--gradient-checkpointing]   (the single-method mode: blocks recomputed in the backward)\n"
     "       tinyadapt bench --sgemm N [--repeats K]\n"
     "       tinyadapt bench --serve [--vocab V --ctx T --d C --layers L --heads H] [--min-tokens N --max-tokens M]\n"
     "                       [--repeats K] [--threads N] [--json]\n"

@@ -47,6 +47,7 @@ struct PretrainArgs {
   int batch = 16, eval_batches = 8;
   long long eval_every = 100;
   long long stop_after = 0;  // steps of this invocation before saving and stopping; 0 = run to --steps
+  bool gradient_checkpointing = false;
   uint64_t seed = 1337;
   TrainerOptions train;
 };
@@ -83,6 +84,7 @@ PretrainArgs parse(Args& args) {
   p.eval_every = args.integer("eval-every", 100);
   p.eval_batches = static_cast<int>(args.integer("eval-batches", 8));
   p.stop_after = args.integer("stop-after", 0);
+  p.gradient_checkpointing = args.flag("gradient-checkpointing");
   cli::use_reference_path_if_asked(args);
   args.finish();
   if (p.batch < 1) throw InputError("--batch must be at least 1");
@@ -223,6 +225,7 @@ int run_pretrain(Args& args) {
   const bool resume = file_exists(p.out + "/config.json") && has_optimizer_state(p.out);
   ModelDir state = resume ? load_model_dir(p.out) : fresh_model(p, documents);
   GPT* model = state.model.get();
+  model->gradient_checkpointing = p.gradient_checkpointing;
   const data::Tokenizer& tok = state.tokenizer;
   std::vector<int> tokens = encode_corpus(documents, tok, p.corpus);
   const size_t n_val = tokens.size() / 10;
@@ -314,6 +317,8 @@ static Command pretrain_cmd{
     "                         training [16, 1000, 1e-3, lr/10, steps/20, 1, 1.0, 0.1, 0]\n"
     "  --eval-every N --eval-batches N   validation loss and a checkpoint every N steps [100, 8]\n"
     "  --seed S               initialisation and batch sampling [1337]\n"
+    "  --gradient-checkpointing   keep each block's input only and recompute its activations in the backward\n"
+    "                         (less memory, one more forward pass; the same run)\n"
     "  --stop-after N         save and stop after N steps of this run, as Ctrl-C does (time-sliced\n"
     "                         training: repeat the command until --steps is reached) [0 = off]\n"
     "  --reference            every fused kernel as its composition of plain ops (autograd/reference.cpp; slow)\n"
