@@ -24,7 +24,7 @@
 // As flash attention (Dao et al. 2022), att is not stored for the backward:
 // the forward keeps each query's softmax max and 1/sum, and the backward
 // computes att again from q and K. How the heads are computed fast (packing,
-// blocking, register tiles, prefetching) is autograd/kernels/attention_kernel.cpp.
+// causal blocks, register tiles) is autograd/kernels/attention_kernel.cpp.
 #include <cmath>
 #include <memory>
 #include <string>

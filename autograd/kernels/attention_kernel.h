@@ -4,9 +4,9 @@
 //
 // What this file and its .cpp add is speed only: the heads in parallel,
 // packed per-thread copies of each head's keys and values, sgemm_small's
-// register tiles, causal blocking, prefetching the next head, and
-// recomputing att in the backward instead of storing it. Each trick is
-// described, with what it measured, where it is written.
+// register tiles, causal blocking, and recomputing att in the backward
+// instead of storing it. Each trick is described, with what it measured, in
+// the .cpp's opening comment.
 #pragma once
 #include <cmath>
 #include <cstdint>
