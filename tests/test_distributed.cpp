@@ -190,6 +190,10 @@ TEST_CASE("mpi: bad use ends every rank with one clear line and a non-zero statu
   CHECK(r.status != 0);
   CHECK(r.err.find("rank 1 of 2") != std::string::npos);
   CHECK(r.err.find("missing.txt") != std::string::npos);
+  // compare starts processes of its own: refused under mpirun, before it reads anything.
+  r = run(mpirun(2) + "compare --model " + dir.file("none") + " --task era --out " + dir.file("cmp"), dir);
+  CHECK(r.status != 0);
+  CHECK(r.err.find("run it without mpirun") != std::string::npos);
   // A rank that dies without a word: mpirun ends the job, status non-zero, within the time limit.
   r = run(kMpiEnv + "mpirun --oversubscribe -np 2 sh -c '[ \"$OMPI_COMM_WORLD_RANK\" = 1 ] && exit 3; exec " +
               tinyadapt_binary() + " " + pretrain_args(corpus, dir.file("dies"), 200) + "'",

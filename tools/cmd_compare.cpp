@@ -40,6 +40,7 @@
 #include "data/bow.h"
 #include "data/json.h"
 #include "data/tasks.h"
+#include "nn/distributed.h"
 #include "tools/cli.h"
 #include "tools/compare_report.h"
 #include "tools/jobs.h"
@@ -108,6 +109,8 @@ CompareArgs parse(Args& args) {
   c.jobs = static_cast<int>(args.integer("jobs", 1));
   cli::use_reference_path_if_asked(args);
   args.finish();
+  if (dist::world_size() > 1)  // its runs are processes of their own, which would inherit the ranks' MPI world
+    throw InputError("compare starts its own runs (--jobs J of them at once); run it without mpirun");
   if (c.seeds < 1 || c.jobs < 1) throw InputError("--seeds and --jobs must be at least 1");
   if (c.steps < 0 || c.curve_steps < 0) throw InputError("--steps and --curve-steps must be positive (0 = each method's default)");
   if (c.eval_limit < 0) throw InputError("--eval-limit must be a number of examples (0 = no limit)");
