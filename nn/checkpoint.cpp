@@ -38,13 +38,21 @@ static std::string key_of(const std::string& name) {
 }
 
 // Checks the file's keys and shapes (from its header) against the model's
-// parameters: every parameter once with its shape, nothing unknown.
+// parameters: every parameter once with its shape, nothing unknown, an LM
+// head only of wte's shape (its values must equal wte's: checked once read).
 static void check_keys(const std::vector<SafetensorsEntry>& entries, const std::map<std::string, Tensor>& expected,
                        const std::string& path) {
   std::map<std::string, int> seen;
   for (const SafetensorsEntry& entry : entries) {
     const std::string key = key_of(entry.name);
-    if (is_mask_buffer(key) || entry.name == "lm_head.weight") continue;
+    if (is_mask_buffer(key)) continue;
+    if (entry.name == "lm_head.weight") {
+      const Tensor& wte = expected.at("wte.weight");
+      if (dims_of(wte.shape()) != entry.shape)
+        throw InputError(path + ": key lm_head.weight: expected shape " + wte.shape().str() + " (tied to wte), got " +
+                         shape_string(entry.shape));
+      continue;
+    }
     auto slot = expected.find(key);
     if (slot == expected.end()) throw InputError(path + ": unknown key " + entry.name);
     if (seen[key]++) throw InputError(path + ": key " + kPrefix + key + " appears twice");
@@ -64,21 +72,22 @@ static void check_keys(const std::vector<SafetensorsEntry>& entries, const std::
 static void read_weights(GPT& model, const std::string& path, bool in_place) {
   std::map<std::string, Tensor> expected;  // name without "transformer." -> parameter
   for (auto& [name, tensor] : model.named_parameters()) expected[name.substr(kPrefix.size())] = tensor;
-  // The header first: a truncated file or one made for another shape is
-  // refused before its data (500 MB for GPT-2 small) is read.
-  check_keys(read_safetensors_header(path), expected, path);
   std::map<std::string, std::vector<float>> copies;
   std::vector<float> lm_head;  // only when the file has one: it must equal wte
-  read_safetensors_into(path, [&](const SafetensorsEntry& entry) -> float* {
-    const std::string key = key_of(entry.name);
-    if (is_mask_buffer(key)) return nullptr;
-    const bool head = entry.name == "lm_head.weight";
-    const int64_t n = expected.at(head ? "wte.weight" : key).numel();  // check_keys checked the shapes
-    if (!head && in_place) return expected.at(key).data();
-    std::vector<float>& into = head ? lm_head : copies[key];
-    into.resize(static_cast<size_t>(n));
-    return into.data();
-  });
+  read_safetensors_into(
+      path,
+      // The header first: a truncated file or one made for another shape is
+      // refused before its data (500 MB for GPT-2 small) is read.
+      [&](const std::vector<SafetensorsEntry>& entries) { check_keys(entries, expected, path); },
+      [&](const SafetensorsEntry& entry) -> float* {  // shapes as checked: n values fit
+        const std::string key = key_of(entry.name);
+        if (is_mask_buffer(key)) return nullptr;
+        const bool head = entry.name == "lm_head.weight";
+        if (!head && in_place) return expected.at(key).data();
+        std::vector<float>& into = head ? lm_head : copies[key];
+        into.resize(static_cast<size_t>(expected.at(head ? "wte.weight" : key).numel()));
+        return into.data();
+      });
   auto values_of = [&](const std::string& key) { return in_place ? expected.at(key).data() : copies.at(key).data(); };
   if (!lm_head.empty() && !std::equal(lm_head.begin(), lm_head.end(), values_of("wte.weight")))
     throw InputError(path + ": lm_head.weight differs from transformer.wte.weight; tinyadapt always ties the LM head "

@@ -312,20 +312,15 @@ std::vector<TensorEntry> read_header(std::ifstream& in, const std::string& path,
 
 }  // namespace
 
-std::vector<SafetensorsEntry> read_safetensors_header(const std::string& path) {
-  std::ifstream in;
-  uint64_t data_start = 0;
-  std::vector<SafetensorsEntry> result;
-  for (const TensorEntry& entry : read_header(in, path, &data_start))
-    result.push_back({entry.name, entry.shape, entry.dtype->name});
-  return result;
-}
-
 void read_safetensors_into(const std::string& path,
+                           const std::function<void(const std::vector<SafetensorsEntry>& entries)>& check_header,
                            const std::function<float*(const SafetensorsEntry& entry)>& destination) {
   std::ifstream in;
   uint64_t data_start = 0;
   std::vector<TensorEntry> entries = read_header(in, path, &data_start);
+  std::vector<SafetensorsEntry> described;
+  for (const TensorEntry& entry : entries) described.push_back({entry.name, entry.shape, entry.dtype->name});
+  check_header(described);  // before a byte of data is read
   std::sort(entries.begin(), entries.end(), [](const TensorEntry& a, const TensorEntry& b) { return a.begin < b.begin; });
   std::vector<unsigned char> bytes;  // one tensor's bytes at a time
   for (const TensorEntry& entry : entries) {

@@ -54,28 +54,28 @@ using SafetensorsMetadata = std::vector<std::pair<std::string, std::string>>;
 // when `metadata` is given, the "__metadata__" pairs into it (empty if none).
 std::vector<NamedArray> read_safetensors(const std::string& path, SafetensorsMetadata* metadata = nullptr);
 
-// The tensors' names, shapes and dtypes from the header alone, checked as
-// read_safetensors checks them (offsets against the file's size, coverage)
-// but without reading the data: a truncated or mismatched 500 MB checkpoint
-// is refused before its bytes are read.
+// The same, from the bytes of a whole file; `source` names it in errors.
+std::vector<NamedArray> read_safetensors_bytes(const std::string& bytes, const std::string& source,
+                                               SafetensorsMetadata* metadata = nullptr);
+
+// A tensor as the header describes it.
 struct SafetensorsEntry {
   std::string name;
   std::vector<int64_t> shape;
   std::string dtype;  // "F32", "F16", "BF16", "F64"
 };
-std::vector<SafetensorsEntry> read_safetensors_header(const std::string& path);
 
-// Checks the header as above, then reads the tensors one at a time, each
-// converted to float32 straight into destination(entry): a buffer of the
-// entry's element count, or null to skip the tensor. Memory beyond the
-// destinations: one tensor's bytes. (Loading a checkpoint into a model this
-// way holds the model and one tensor, not the whole file twice over.)
+// Reads the file's header and checks it as read_safetensors does (offsets
+// against the file's size, coverage), then hands every entry to
+// check_header before any data is read: a truncated or mismatched 500 MB
+// checkpoint is refused for the price of its header. Then reads the tensors
+// one at a time, each converted to float32 straight into destination(entry):
+// a buffer of the entry's element count, or null to skip it. Memory beyond
+// the destinations: one tensor's bytes. (A checkpoint loaded into a model
+// this way holds the model and one tensor, not the whole file twice over.)
 void read_safetensors_into(const std::string& path,
+                           const std::function<void(const std::vector<SafetensorsEntry>& entries)>& check_header,
                            const std::function<float*(const SafetensorsEntry& entry)>& destination);
-
-// The same, from the bytes of a whole file; `source` names it in errors.
-std::vector<NamedArray> read_safetensors_bytes(const std::string& bytes, const std::string& source,
-                                               SafetensorsMetadata* metadata = nullptr);
 
 // The file content for `arrays`: F32 tensors sorted by name, `metadata`
 // under "__metadata__" (omitted entirely when empty, as Hugging Face does for

@@ -388,6 +388,15 @@ TEST_CASE("model checkpoint: Hugging Face variants load (no prefix, mask buffers
       if (a.name == "lm_head.weight") a.values[3] += 1.0f;
   });
   check_load_fails(scratch.path, {"model.safetensors", "lm_head.weight differs"});
+  // A head larger than wte is refused from the header, before its values are read into a buffer of wte's size.
+  edit_weights(scratch.path, [](std::vector<NamedArray>& arrays) {
+    for (NamedArray& a : arrays)
+      if (a.name == "lm_head.weight") {
+        a.shape[0] += 1;
+        a.values.resize(a.values.size() + static_cast<size_t>(a.shape[1]), 0.0f);
+      }
+  });
+  check_load_fails(scratch.path, {"model.safetensors", "key lm_head.weight: expected shape", "(tied to wte)"});
 }
 
 TEST_CASE("model checkpoint: bad directories are InputErrors naming the file and the key") {
