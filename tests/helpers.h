@@ -140,4 +140,19 @@ inline int run_cli(const std::string& arguments, std::string& output, const std:
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+// What a command line printed and how it ended.
+struct CommandResult {
+  int status = -1;  // the exit status; -1 when killed by a signal
+  std::string out, err;
+};
+
+// Runs a shell command line with a time limit (a hang fails the test rather
+// than the suite), keeping its stdout and stderr (in scratch/out.txt, err.txt).
+inline CommandResult run_command(const std::string& command, const std::string& scratch, int seconds = 300) {
+  const std::string out = scratch + "/out.txt", err = scratch + "/err.txt";
+  const int status =
+      std::system(("timeout " + std::to_string(seconds) + " " + command + " >" + out + " 2>" + err).c_str());
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(out), read_file(err)};
+}
+
 }  // namespace ta::testing

@@ -13,7 +13,6 @@
 // 1.6 (pretraining) and 2.7 (LoRA) times the largest weight; a sum in place of
 // the mean doubles the gradient norm.
 #include <doctest/doctest.h>
-#include <sys/wait.h>
 
 #include <algorithm>
 #include <cmath>
@@ -40,18 +39,8 @@ const std::string kMpiEnv =
     "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none "
     "OMP_NUM_THREADS=1 ASAN_OPTIONS=detect_leaks=0 ";
 
-struct Run {
-  int status = -1;
-  std::string out, err;
-};
-
-// Runs a shell command line with a time limit (a hang fails the test rather
-// than the suite), keeping stdout and stderr.
-Run run(const std::string& command, const ScratchDir& dir) {
-  const std::string out = dir.file("out.txt"), err = dir.file("err.txt");
-  const int status = std::system(("timeout 120 " + command + " >" + out + " 2>" + err).c_str());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(out), read_file(err)};
-}
+using Run = ta::testing::CommandResult;  // tests/helpers.h; a 2-minute limit per command
+Run run(const std::string& command, const ScratchDir& dir) { return ta::testing::run_command(command, dir.path, 120); }
 
 std::string mpirun(int ranks) {
   return kMpiEnv + "mpirun --oversubscribe -np " + std::to_string(ranks) + " " + tinyadapt_binary() + " ";

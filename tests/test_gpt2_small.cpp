@@ -10,7 +10,6 @@
 // Logit tolerance: 12 layers in float32 against the reference in float64;
 // measured worst difference 9e-7 of the largest logit, allowed 1e-4.
 #include <doctest/doctest.h>
-#include <sys/wait.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -33,45 +32,32 @@ namespace {
 const std::string kDir = ".cache/gpt2-small-random";
 const std::string kParity = ".cache/gpt2-small-random.parity.safetensors";  // written last: the cache is complete
 
-// The checkpoint folder, made once; "" and a reason when it cannot be made here.
-std::string gpt2_small(std::string& reason) {
+// The checkpoint folder, made once; "" (and a SKIPPED message saying why)
+// when it cannot be made here.
+std::string gpt2_small() {
   if (file_exists(kParity) && file_exists(kDir + "/config.json")) return kDir;
-  if (!ta::testing::torch_available()) {
-    reason = "PyTorch is not installed";
-    return "";
-  }
-  const std::string tokenizer = ta::testing::install_gpt3_encoder(reason);
-  if (tokenizer.empty()) return "";
-  const std::string command = "/usr/bin/python3 tools/reference/make_gpt2_small.py " + kDir + " " + tokenizer + " " +
-                              kParity + " >/dev/null 2>&1";
-  if (std::system(command.c_str()) != 0) {
-    reason = "tools/reference/make_gpt2_small.py failed";
-    return "";
-  }
-  return kDir;
+  std::string reason;
+  if (!ta::testing::torch_available()) reason = "PyTorch is not installed";
+  const std::string tokenizer = reason.empty() ? ta::testing::install_gpt3_encoder(reason) : "";
+  if (!tokenizer.empty() && std::system(("/usr/bin/python3 tools/reference/make_gpt2_small.py " + kDir + " " +
+                                         tokenizer + " " + kParity + " >/dev/null 2>&1").c_str()) == 0)
+    return kDir;
+  if (reason.empty()) reason = "tools/reference/make_gpt2_small.py failed";
+  MESSAGE("SKIPPED: no GPT-2-small checkpoint (" << reason << ")");
+  return "";
 }
 
-struct Run {
-  int status = -1;
-  std::string out, err;
-};
-
-Run run(const std::string& arguments, const ScratchDir& dir) {
-  const std::string out = dir.file("out.txt"), err = dir.file("err.txt");
-  const int status = std::system(("OMP_NUM_THREADS=2 " + ta::testing::tinyadapt_binary() + " " + arguments + " >" +
-                                  out + " 2>" + err).c_str());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(out), read_file(err)};
+// `tinyadapt ARGUMENTS` on 2 threads.
+ta::testing::CommandResult run(const std::string& arguments, const ScratchDir& dir) {
+  return ta::testing::run_command("env OMP_NUM_THREADS=2 " + ta::testing::tinyadapt_binary() + " " + arguments,
+                                  dir.path);
 }
 
 }  // namespace
 
 TEST_CASE("gpt2-small: the hub's files load; logits equal the PyTorch reference; GPT-2's tokenizer") {
-  std::string reason;
-  const std::string dir = gpt2_small(reason);
-  if (dir.empty()) {
-    MESSAGE("SKIPPED: no GPT-2-small checkpoint (" << reason << ")");
-    return;
-  }
+  const std::string dir = gpt2_small();
+  if (dir.empty()) return;
   std::unique_ptr<GPT> model = load_model(dir);
   const ModelConfig& c = model->config();
   CHECK(c.vocab_size == 50257);
@@ -98,15 +84,11 @@ TEST_CASE("gpt2-small: the hub's files load; logits equal the PyTorch reference;
 }
 
 TEST_CASE("gpt2-small: a few LoRA steps and a generation through the command line") {
-  std::string reason;
-  const std::string dir = gpt2_small(reason);
-  if (dir.empty()) {
-    MESSAGE("SKIPPED: no GPT-2-small checkpoint (" << reason << ")");
-    return;
-  }
+  const std::string dir = gpt2_small();
+  if (dir.empty()) return;
   ScratchDir scratch("gpt2");
   const std::string adapter = scratch.file("lora");
-  Run r = run("adapt --model " + dir + " --task tests/fixtures/adapt/keyword/train.tsv --method lora --steps 3 "
+  ta::testing::CommandResult r = run("adapt --model " + dir + " --task tests/fixtures/adapt/keyword/train.tsv --method lora --steps 3 "
                   "--batch 4 --eval-limit 8 --out " + adapter,
               scratch);
   INFO(r.err);
@@ -122,12 +104,8 @@ TEST_CASE("gpt2-small: a few LoRA steps and a generation through the command lin
 }
 
 TEST_CASE("gpt2-small: a truncated file and a wrong vocab_size are one line and status 2, from the header alone") {
-  std::string reason;
-  const std::string dir = gpt2_small(reason);
-  if (dir.empty()) {
-    MESSAGE("SKIPPED: no GPT-2-small checkpoint (" << reason << ")");
-    return;
-  }
+  const std::string dir = gpt2_small();
+  if (dir.empty()) return;
   ScratchDir scratch("gpt2");
   const std::string tokenizer_files[] = {"vocab.json", "merges.txt"};
   auto folder_with = [&](const std::string& name, const std::string& config, const std::string& weights_from) {
@@ -164,7 +142,7 @@ TEST_CASE("gpt2-small: a truncated file and a wrong vocab_size are one line and 
   for (const auto& [folder, expected] : {std::pair<std::string, std::string>{wrong_vocab, "key wte.weight: expected shape (50000,768), got (50257,768)"},
                                          {truncated, "run past the end of the data"}}) {
     CAPTURE(folder);
-    const Run r = run("eval-lm --model " + folder + " --tokens " + scratch.file("tokens.txt"), scratch);
+    const ta::testing::CommandResult r = run("eval-lm --model " + folder + " --tokens " + scratch.file("tokens.txt"), scratch);
     CHECK(r.status == 2);
     CHECK(r.err.find(expected) != std::string::npos);
     CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
