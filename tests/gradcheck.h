@@ -23,6 +23,13 @@ inline Tensor random_tensor(Shape shape, Rng& rng, float sd = 1.0f) {
   return t;
 }
 
+// The same, marked trainable: an op's input whose gradient is checked.
+inline Tensor random_parameter(Shape shape, Rng& rng, float sd = 1.0f) {
+  Tensor t = random_tensor(shape, rng, sd);
+  t.set_requires_grad(true);
+  return t;
+}
+
 struct GradCheckOptions {
   float eps = 1e-2f;
   float atol = 2e-3f;

@@ -17,11 +17,8 @@ using ta::testing::check_gradients;
 using ta::testing::random_tensor;
 
 namespace {
-Tensor param(Shape s, Rng& rng, float sd = 1.0f) {
-  Tensor t = random_tensor(s, rng, sd);
-  t.set_requires_grad(true);
-  return t;
-}
+// A short name for the many checked inputs below.
+Tensor param(Shape s, Rng& rng, float sd = 1.0f) { return ta::testing::random_parameter(s, rng, sd); }
 using Inputs = std::vector<Tensor>;
 }  // namespace
 

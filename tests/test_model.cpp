@@ -664,17 +664,11 @@ TEST_CASE("model config: config.json round trip, Hugging Face defaults, validati
 }
 
 TEST_CASE("model gradient checkpointing: the same loss and gradients with dropout and a prefix, less memory held") {
-  ModelConfig c;
-  c.vocab_size = 50;
-  c.n_positions = 24;
-  c.n_embd = 32;
-  c.n_layer = 3;
-  c.n_head = 4;
+  ModelConfig c = small_config(true, 50, 24, 3, 24);
   c.resid_pdrop = c.embd_pdrop = 0.1f;  // the recomputation must draw the forward's masks
   GPT model(c, 3);
   Rng data(4);
-  std::vector<int> ids(2 * 16), targets(2 * 16);
-  for (size_t i = 0; i < ids.size(); i++) ids[i] = data.below(c.vocab_size), targets[i] = data.below(c.vocab_size);
+  const std::vector<int> ids = random_ids(2 * 16, c.vocab_size, data), targets = random_ids(2 * 16, c.vocab_size, data);
   Tensor prompt = Tensor::empty({3, c.n_embd});  // a trainable input prefix too
   fill_normal(prompt, data, 0.0f, 0.02f);
   prompt.set_requires_grad(true);

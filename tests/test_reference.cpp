@@ -33,6 +33,7 @@
 #include "tests/helpers.h"
 
 using namespace ta;
+using ta::testing::random_parameter;
 using ta::testing::random_tensor;
 
 namespace {
@@ -81,41 +82,36 @@ void check_op(const char* name, const std::function<Tensor(const std::vector<Ten
   }
 }
 
-Tensor trainable(Shape shape, Rng& rng, float sd = 1.0f) {
-  Tensor t = random_tensor(shape, rng, sd);
-  t.set_requires_grad(true);
-  return t;
-}
-
 using Inputs = std::vector<Tensor>;
 
 }  // namespace
 
 TEST_CASE("reference path: each fused op equals its composition of plain ops, forward and backward") {
   Rng rng(3);
-  Tensor x = trainable({2, 5, 6}, rng), w = trainable({6, 4}, rng), b = trainable({4}, rng), add = trainable({2, 5, 4}, rng);
+  Tensor x = random_parameter({2, 5, 6}, rng), w = random_parameter({6, 4}, rng), b = random_parameter({4}, rng);
+  Tensor add = random_parameter({2, 5, 4}, rng);
   check_op("linear", [](const Inputs& in) { return linear(in[0], in[1], in[2]); }, {x, w, b});
   check_op("linear without bias, with an addend", [](const Inputs& in) { return linear(in[0], in[1], Tensor(), in[2]); },
            {x, w, add});
-  Tensor A = trainable({3, 6}, rng), B = trainable({4, 3}, rng);
+  Tensor A = random_parameter({3, 6}, rng), B = random_parameter({4, 3}, rng);
   check_op("lora_linear", [](const Inputs& in) { return lora_linear(in[0], in[1], in[2], in[3], in[4], 2.0f); },
            {x, w, b, A, B});
   Tensor frozen_w = random_tensor({6, 4}, rng);
   check_op("lora_linear on a frozen weight, with an addend",
            [](const Inputs& in) { return lora_linear(in[0], in[1], Tensor(), in[2], in[3], 0.5f, in[4]); },
            {x, frozen_w, A, B, add});
-  Tensor g = trainable({6}, rng), beta = trainable({6}, rng);
+  Tensor g = random_parameter({6}, rng), beta = random_parameter({6}, rng);
   check_op("layernorm", [](const Inputs& in) { return layernorm(in[0], in[1], in[2], 1e-5f); }, {x, g, beta});
-  check_op("gelu", [](const Inputs& in) { return gelu(in[0]); }, {trainable({3, 50}, rng, 2.0f)});
+  check_op("gelu", [](const Inputs& in) { return gelu(in[0]); }, {random_parameter({3, 50}, rng, 2.0f)});
   const std::vector<int> targets = {2, -100, 0, 3, 3, -100, 1, 0, 2, 1};
   check_op("cross_entropy", [&](const Inputs& in) { return mul_scalar(cross_entropy(in[0], targets), 1.0f); },
-           {trainable({2, 5, 4}, rng)});
+           {random_parameter({2, 5, 4}, rng)});
   // (attention: tests/test_attention.cpp holds the fused kernel to reference::attention.)
 }
 
 TEST_CASE("reference path: the switch routes the fused ops through the plain ones") {
   Rng rng(4);
-  Tensor x = trainable({2, 3}, rng), w = trainable({3, 4}, rng), b = trainable({4}, rng);
+  Tensor x = random_parameter({2, 3}, rng), w = random_parameter({3, 4}, rng), b = random_parameter({4}, rng);
   CHECK(std::string(linear(x, w, b).node()->op) == "linear");
   {
     ReferencePath path(true);
