@@ -15,7 +15,6 @@
 // transpose, sum): each has its own gradient check in tests/test_autograd.cpp.
 #include <algorithm>
 #include <cmath>
-#include <string>
 #include <vector>
 
 #include "autograd/ops.h"

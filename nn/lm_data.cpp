@@ -22,6 +22,12 @@ TokenBatch sample_windows(const std::vector<int>& tokens, int B, int T, Rng& rng
   return batch;
 }
 
+TokenBatch batch_rows(const TokenBatch& batch, int first, int end) {
+  const int64_t from = static_cast<int64_t>(first) * batch.T, to = static_cast<int64_t>(end) * batch.T;
+  return TokenBatch{end - first, batch.T, std::vector<int>(batch.inputs.begin() + from, batch.inputs.begin() + to),
+                    std::vector<int>(batch.targets.begin() + from, batch.targets.begin() + to)};
+}
+
 std::vector<TokenBatch> consecutive_windows(const std::vector<int>& tokens, int T) {
   std::vector<TokenBatch> windows;
   const size_t n = tokens.size();

@@ -23,6 +23,9 @@ struct TokenBatch {
 // B random windows; `tokens` must hold at least T+1 tokens.
 TokenBatch sample_windows(const std::vector<int>& tokens, int B, int T, Rng& rng);
 
+// Rows [first, end) of a batch: one rank's shard of it under MPI (nn/distributed.h).
+TokenBatch batch_rows(const TokenBatch& batch, int first, int end);
+
 // Consecutive windows of at most T inputs covering tokens[0 .. n-1], each
 // predicting the token after it; the last window may be shorter (its batch has
 // B = 1 and a smaller T). Every token but the first is a target exactly once.

@@ -128,6 +128,23 @@ TEST_CASE("mpi: 20 steps of pretraining on 2 ranks equal one process with the sa
   CHECK(weights_difference(dir.file("resumed/model.safetensors"), dir.file("two/model.safetensors")) <= 1e-6);
 }
 
+TEST_CASE("mpi: the masked-LM encoder too: shards with different numbers of masked tokens average to the batch's mean") {
+  ScratchDir dir("mpi");
+  const std::string corpus = write_corpus(dir);
+  // 260 tokens: the 256 bytes and the encoder's 4 special tokens.
+  auto encoder_args = [&](const std::string& out) {
+    std::string args = pretrain_args(corpus, out, 10);
+    return args.replace(args.find("--vocab-size 257"), 16, "--arch encoder --vocab-size 260");
+  };
+  REQUIRE(run(one_process() + encoder_args(dir.file("one")), dir).status == 0);
+  const Run two = run(mpirun(2) + encoder_args(dir.file("two")), dir);
+  INFO(two.err);
+  REQUIRE(two.status == 0);
+  check_same_losses(dir.file("one/log.csv"), dir.file("two/log.csv"));
+  check_same_column(dir.file("one/log.csv"), dir.file("two/log.csv"), 3);
+  CHECK(weights_difference(dir.file("two/model.safetensors"), dir.file("one/model.safetensors")) <= 1e-3);
+}
+
 TEST_CASE("mpi: 20 steps of LoRA adaptation on 2 ranks equal one process") {
   ScratchDir dir("mpi");
   const std::string corpus = write_corpus(dir);

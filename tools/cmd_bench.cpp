@@ -185,13 +185,9 @@ struct TrainingStep {
 
   double step(int i) {
     Rng rng = step_rng(1337, i % 8);
-    TokenBatch b = sample_windows(tokens, batch, T, rng);
     const auto [first, end] = dist::shard(batch, "bench --batch");
-    const int rows = end - first;
-    if (rows != batch) {
-      b.inputs = std::vector<int>(b.inputs.begin() + first * T, b.inputs.begin() + end * T);
-      b.targets = std::vector<int>(b.targets.begin() + first * T, b.targets.begin() + end * T);
-    }
+    const TokenBatch b = batch_rows(sample_windows(tokens, batch, T, rng), first, end);
+    const int rows = b.B;
     const double t0 = now_ms();
     opt->zero_grad();
     ForwardOptions options;

@@ -117,30 +117,26 @@ MicroBatch pretrain_loss(const GPT& model, const data::Tokenizer& tok, const std
   const ModelConfig& c = model.config();
   const int T = c.n_positions;
   TokenBatch batch = sample_windows(tokens, B, T, rng);
-  std::vector<int>& inputs = batch.inputs;
-  std::vector<int>& targets = batch.targets;
-  MaskedTokens masked;
   if (!c.is_causal) {
     std::vector<int> specials;
     for (auto& s : tok.specials()) specials.push_back(tok.special_id(s));
-    masked = mask_tokens(batch.inputs, tok.vocab_size(), tok.special_id("[MASK]"), specials, rng);
-    inputs = masked.inputs, targets = masked.targets;
+    MaskedTokens masked = mask_tokens(batch.inputs, tok.vocab_size(), tok.special_id("[MASK]"), specials, rng);
+    batch.inputs = std::move(masked.inputs), batch.targets = std::move(masked.targets);
   }
   // Under MPI this rank's rows of the batch every rank drew (nn/distributed.h).
   const auto [first, end] = dist::shard(B, "--batch");
-  if (end - first == B) return {model.loss(inputs, targets, B, T), static_cast<long long>(B) * T};
+  if (end - first == B) return {model.loss(batch.inputs, batch.targets, B, T), static_cast<long long>(B) * T};
   auto counted = [&](int from, int to) {  // targets that count in rows [from, to)
-    return std::count_if(targets.begin() + from * T, targets.begin() + to * T, [](int t) { return t != -100; });
+    return std::count_if(batch.targets.begin() + from * T, batch.targets.begin() + to * T, [](int t) { return t != -100; });
   };
   // The shard's mean loss, weighted so that the ranks' average is the mean
   // over the whole batch's targets even when the shards hold different
   // numbers of them (masked LM): mean_r · N · count_r / count.
   const long long all = counted(0, B), mine = counted(first, end);
   const float weight = all > 0 ? static_cast<float>(mine) * dist::world_size() / static_cast<float>(all) : 1.0f;
-  inputs = std::vector<int>(inputs.begin() + first * T, inputs.begin() + end * T);
-  targets = std::vector<int>(targets.begin() + first * T, targets.begin() + end * T);
-  Tensor loss = model.loss(inputs, targets, end - first, T);
-  return {weight == 1.0f ? loss : mul_scalar(loss, weight), static_cast<long long>(end - first) * T};
+  const TokenBatch shard = batch_rows(batch, first, end);
+  Tensor loss = model.loss(shard.inputs, shard.targets, shard.B, T);
+  return {weight == 1.0f ? loss : mul_scalar(loss, weight), static_cast<long long>(shard.B) * T};
 }
 
 // Validation loss on a fixed set of windows (the same every evaluation).
