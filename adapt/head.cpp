@@ -125,7 +125,7 @@ Tensor Head::logits(const GPT& model, const Tensor& features, const TextKeys* ke
   // predictions as the whole-word scores, without the (R,V) logits.
   std::vector<int> first_tokens;
   for (const std::vector<int>& word : label_tokens_) first_tokens.push_back(word[0]);
-  Tensor label_rows = embedding(model.wte.weight, first_tokens, Shape{num_labels()});  // (L,C)
+  Tensor label_rows = model.wte.forward(first_tokens, Shape{num_labels()});  // (L,C)
   return matmul(features, label_rows, false, true);  // (R,C) @ (C,L) -> (R,L)
 }
 

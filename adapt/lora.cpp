@@ -165,6 +165,7 @@ json::Value Lora::peft_config() const {
 // W (in,out) += sign · scale · (B A)ᵀ = sign · scale · Aᵀ Bᵀ (ta::lora_fold).
 void Lora::fold_into_weight(Target& target, float sign) {
   const int r = target.lora_A.size(0), in = target.lora_A.size(1), out = target.lora_B.size(0);
+  if (target.base->weight_bf16) throw InputError("lora: " + target.module_name + " is stored in bfloat16 (--bf16): cannot merge into it");
   lora_fold(target.base->weight.data(), target.lora_A.data(), target.lora_B.data(), in, out, r, sign * scale());
 }
 

@@ -139,7 +139,7 @@ std::string significant(double x) {
 // The cache file of these features: a hash of what determines them.
 static std::string feature_cache_path(const AdaptedModel& a, const std::vector<EncodedExample>& examples, const std::string& folder) {
   const std::string key = base_model_fingerprint(a.base_dir) + " pooling " + pooling_name(a.head->pooling()) + " prefix " +
-                          std::to_string(a.prefix_length());
+                          std::to_string(a.prefix_length()) + (a.model->wte.weight_bf16 ? " bf16" : "");
   uint64_t hash = fnv1a64(key.data(), key.size());
   for (const EncodedExample& e : examples) {
     const int64_t length = static_cast<int64_t>(e.ids.size());

@@ -192,44 +192,35 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
 }
 
 // ---------------------------------------------------------------------------
-// linear: y = x @ W + b, the whole of a GPT-2 Conv1D layer in one op.
+// What every Linear op shares (matmul.h).
 
-namespace {
+bool start_linear_output(const Tensor& bias, const Tensor& addend, int rows, int out, float* y) {
+  const float* b = bias.defined() ? bias.data() : nullptr;
+  const float* d = addend.defined() ? addend.data() : nullptr;
+  if (!b && !d) return false;
+#pragma omp parallel for schedule(static) if (static_cast<int64_t>(rows) * out > kParallelMin)
+  for (int r = 0; r < rows; r++) {
+    float* row = y + static_cast<int64_t>(r) * out;
+    const float* d_row = d ? d + static_cast<int64_t>(r) * out : nullptr;
+    if (b && d_row)
+      for (int j = 0; j < out; j++) row[j] = d_row[j] + b[j];
+    else
+      std::memcpy(row, b ? b : d_row, out * sizeof(float));
+  }
+  return true;
+}
 
-// The checks and output shape shared by linear and lora_linear.
-Shape linear_output_shape(const char* op, const Tensor& x, const Tensor& weight, const Tensor& bias,
-                          const Tensor& addend) {
+Shape linear_output_shape(const char* op, const Tensor& x, int in, int out, const Tensor& bias, const Tensor& addend) {
   const Shape& xs = x.shape();
-  if (xs.rank < 1 || weight.rank() != 2 || xs[-1] != weight.size(0))
-    shape_error(op, "x " + xs.str() + " does not fit weight " + weight.shape().str() + " [in,out]");
-  if (bias.defined() && (bias.rank() != 1 || bias.size(0) != weight.size(1)))
-    shape_error(op, "bias " + bias.shape().str() + " does not fit weight " + weight.shape().str());
+  const std::string w = "weight (" + std::to_string(in) + "," + std::to_string(out) + ") [in,out]";
+  if (xs.rank < 1 || xs[-1] != in) shape_error(op, "x " + xs.str() + " does not fit " + w);
+  if (bias.defined() && (bias.rank() != 1 || bias.size(0) != out))
+    shape_error(op, "bias " + bias.shape().str() + " does not fit " + w);
   Shape ys = xs;
-  ys.dims[xs.rank - 1] = weight.size(1);
+  ys.dims[xs.rank - 1] = out;
   if (addend.defined() && addend.shape() != ys)
     shape_error(op, "addend " + addend.shape().str() + " does not match the output " + ys.str());
   return ys;
-}
-
-// y (rows, out) = x (rows, in) @ weight (in, out) + bias + addend: starts from
-// the bias and the addend, then accumulates the product into them.
-void linear_forward(const float* x, const float* weight, const Tensor& bias, const Tensor& addend, int rows,
-                    int in, int out, float* y) {
-  const bool accumulate = bias.defined() || addend.defined();
-  const float* b = bias.defined() ? bias.data() : nullptr;
-  const float* d = addend.defined() ? addend.data() : nullptr;
-  if (accumulate) {
-#pragma omp parallel for schedule(static) if (static_cast<int64_t>(rows) * out > kParallelMin)
-    for (int r = 0; r < rows; r++) {
-      float* row = y + static_cast<int64_t>(r) * out;
-      const float* d_row = d ? d + static_cast<int64_t>(r) * out : nullptr;
-      if (b && d_row)
-        for (int j = 0; j < out; j++) row[j] = d_row[j] + b[j];
-      else
-        std::memcpy(row, b ? b : d_row, out * sizeof(float));
-    }
-  }
-  sgemm(false, false, rows, out, in, 1.0f, x, in, weight, out, accumulate ? 1.0f : 0.0f, y, out);
 }
 
 // db (cols) += the column sums of dY (rows, cols). Each thread sums a block of
@@ -248,6 +239,19 @@ void add_column_sums(const float* dY, int rows, int cols, float* db) {
   }
   for (int t = 0; t < threads; t++)
     for (int j = 0; j < cols; j++) db[j] += partial[static_cast<size_t>(t) * cols + j];
+}
+
+// ---------------------------------------------------------------------------
+// linear: y = x @ W + b, the whole of a GPT-2 Conv1D layer in one op.
+
+namespace {
+
+// y (rows, out) = x (rows, in) @ weight (in, out) + bias + addend: starts from
+// the bias and the addend, then accumulates the product into them.
+void linear_forward(const float* x, const float* weight, const Tensor& bias, const Tensor& addend, int rows,
+                    int in, int out, float* y) {
+  const bool accumulate = start_linear_output(bias, addend, rows, out, y);
+  sgemm(false, false, rows, out, in, 1.0f, x, in, weight, out, accumulate ? 1.0f : 0.0f, y, out);
 }
 
 // The gradients of y = x @ weight + bias + addend given dY (rows, out), each
@@ -272,7 +276,8 @@ void linear_backward(const float* dY, const GradRef& X, const GradRef& W, const 
 }  // namespace
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& addend) {
-  const Shape y_shape = linear_output_shape("linear", x, weight, bias, addend);
+  if (weight.rank() != 2) shape_error("linear", "weight " + weight.shape().str() + " must be (in,out)");
+  const Shape y_shape = linear_output_shape("linear", x, weight.size(0), weight.size(1), bias, addend);
   if (reference_path()) return reference::linear(x, weight, bias, addend);
   Tensor y = Tensor::empty(y_shape);  // (rows, out)
   const int rows = static_cast<int>(x.shape().rows()), in = weight.size(0), out = weight.size(1);
@@ -355,7 +360,8 @@ void low_rank_backward(const float* dY, int rows, int out, int r, float scale, c
 
 Tensor lora_linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& lora_A,
                    const Tensor& lora_B, float scale, const Tensor& addend) {
-  const Shape y_shape = linear_output_shape("lora_linear", x, weight, bias, addend);
+  if (weight.rank() != 2) shape_error("lora_linear", "weight " + weight.shape().str() + " must be (in,out)");
+  const Shape y_shape = linear_output_shape("lora_linear", x, weight.size(0), weight.size(1), bias, addend);
   const int rows = static_cast<int>(x.shape().rows()), in = weight.size(0), out = weight.size(1);
   if (lora_A.rank() != 2 || lora_B.rank() != 2 || lora_A.size(1) != in || lora_B.size(0) != out ||
       lora_A.size(0) != lora_B.size(1))

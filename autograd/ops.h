@@ -7,11 +7,14 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "autograd/tensor.h"
 
 namespace ta {
+
+struct Bf16Matrix;  // autograd/kernels/gemm_bf16.h
 
 // --- pointwise.cpp ----------------------------------------------------------
 // Broadcasting as NumPy: shapes are aligned on the right; a dimension of 1 (or
@@ -97,6 +100,20 @@ struct AttentionOptions {
 // queries, keys and values side by side (GPT-2's c_attn output); returns
 // (B, T, C), the heads concatenated (before the output projection).
 Tensor attention(const Tensor& qkv, const AttentionOptions& options);
+
+// --- bf16.cpp ---------------------------------------------------------------
+// A frozen weight stored in bfloat16 (kernels/gemm_bf16.h), for the base of
+// an adapted model under --bf16 (GPT::store_frozen_in_bf16). Such a weight
+// never trains — it has no float32 values to update — so only x, bias and
+// addend receive gradients; x is rounded to bfloat16 inside the product and
+// its gradient passes straight through the rounding (as PyTorch's autocast).
+// y = x (..., K) @ op(W) + bias [+ addend]: op(W) = W stored (K, N), or Wᵀ
+// with W stored (N, K) when `transposed` (the tied LM head, wte (V, C)).
+Tensor linear_bf16(const Tensor& x, const std::shared_ptr<const Bf16Matrix>& weight, bool transposed,
+                   const Tensor& bias, const Tensor& addend = Tensor());
+// Rows of a bfloat16 table (N, C) picked by ids, widened to float32: shape
+// ids_shape + (C); no gradient (the table is frozen).
+Tensor embedding_bf16(const Bf16Matrix& table, const std::vector<int>& ids, Shape ids_shape);
 
 // --- checkpoint.cpp ---------------------------------------------------------
 // Gradient checkpointing (Chen et al. 2016): y = f(x), computed without a

@@ -251,6 +251,7 @@ void Tensor::zero_grad() {
 }
 
 void Tensor::drop_grad() { node_->grad = Buffer(); }
+void Tensor::release_values() { node_->data = Buffer(); }
 
 // ---------------------------------------------------------------------------
 // Grad mode and the tape (one per thread)

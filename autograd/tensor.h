@@ -170,6 +170,10 @@ class Tensor {
   float* grad_or_zeros() { return node_->grad_or_zeros(); }
   void zero_grad();  // sets an existing gradient to zero (keeps the buffer)
   void drop_grad();  // frees the gradient buffer
+  // Frees the values and keeps the shape: for a frozen weight whose values
+  // now live elsewhere in another precision (GPT::store_frozen_in_bf16).
+  // data() is nullptr afterwards.
+  void release_values();
 
   Node* node() const { return node_.get(); }
   bool same_as(const Tensor& o) const { return node_ == o.node_; }

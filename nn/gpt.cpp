@@ -178,7 +178,28 @@ Tensor GPT::forward(const std::vector<int>& ids, int B, int T, const ForwardOpti
   return ln_f.forward(x);  // (B,k+T,C)
 }
 
-Tensor GPT::logits(const Tensor& hidden) const { return matmul(hidden, wte.weight, false, true); }
+Tensor GPT::logits(const Tensor& hidden) const {
+  if (wte.weight_bf16) return linear_bf16(hidden, wte.weight_bf16, true, Tensor());
+  return matmul(hidden, wte.weight, false, true);
+}
+
+// Each frozen matrix moves to bfloat16: its values are rounded once into
+// weight_bf16 and the float32 ones freed. Biases, layer norms and wpe stay
+// float32 (small); a weight that trains is never cast.
+int64_t GPT::store_frozen_in_bf16() {
+  int64_t cast = 0;
+  auto store = [&cast](Tensor& weight, std::shared_ptr<const Bf16Matrix>& bf16) {
+    if (weight.requires_grad() || bf16) return;
+    bf16 = std::make_shared<const Bf16Matrix>(Bf16Matrix::from_float(weight.data(), weight.size(0), weight.size(1)));
+    weight.release_values();
+    cast += weight.numel();
+  };
+  store(wte.weight, wte.weight_bf16);
+  for (Block* block : blocks_)
+    for (Linear* linear : {&block->attn.c_attn, &block->attn.c_proj, &block->mlp.c_fc, &block->mlp.c_proj})
+      store(linear->weight, linear->weight_bf16);
+  return cast;
+}
 
 Tensor GPT::loss(const std::vector<int>& ids, const std::vector<int>& targets, int B, int T,
                  const ForwardOptions& options) const {

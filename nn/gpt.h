@@ -54,6 +54,13 @@ class GPT : public Module {
   Tensor forward(const std::vector<int>& ids, int B, int T, const ForwardOptions& options = {}) const;
   // hidden (..., C) -> logits (..., V) through the tied head: hidden @ wte^T.
   Tensor logits(const Tensor& hidden) const;
+  // --bf16: stores every frozen weight matrix (wte, the blocks' Linear
+  // weights) in bfloat16 (autograd/kernels/gemm_bf16.h): half their memory,
+  // and products at twice float32's rate where the CPU has AVX512-BF16.
+  // Call it once the adaptation is attached (what trains is then known);
+  // the cast weights cannot be saved or trained afterwards. Returns the
+  // number of values cast.
+  int64_t store_frozen_in_bf16();
   // Mean cross-entropy of the logits at the B*T text positions against
   // `targets` (B*T; -100 = ignored). The caller shifts targets for the GPT
   // (targets[t] = ids[t+1]) and masks them for the encoder (mask_tokens).

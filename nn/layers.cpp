@@ -25,6 +25,7 @@ Linear::Linear(int in_features, int out_features)
 
 Tensor Linear::forward(const Tensor& x, const ForwardOptions& options) const {
   // (..., out); the update is summed inside the op (see autograd/ops.h: linear, lora_linear).
+  if (weight_bf16) return linear_bf16(x, weight_bf16, false, bias, output_delta ? output_delta(x, options) : Tensor());
   if (low_rank) return lora_linear(x, weight, bias, low_rank->A, low_rank->B, low_rank->scale);
   return linear(x, weight, bias, output_delta ? output_delta(x, options) : Tensor());
 }
@@ -34,7 +35,7 @@ Embedding::Embedding(int num_embeddings, int dim) : weight(new_parameter({num_em
 }
 
 Tensor Embedding::forward(const std::vector<int>& ids, Shape ids_shape) const {
-  return embedding(weight, ids, ids_shape);
+  return weight_bf16 ? embedding_bf16(*weight_bf16, ids, ids_shape) : embedding(weight, ids, ids_shape);
 }
 
 LayerNorm::LayerNorm(int dim, float eps)

@@ -21,9 +21,11 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <vector>
 
+#include "autograd/kernels/gemm_bf16.h"
 #include "autograd/ops.h"
 #include "nn/module.h"
 
@@ -98,6 +100,10 @@ class Linear : public Module {
     float scale = 1.0f;
   };
   std::optional<LowRankUpdate> low_rank;
+  // A frozen weight stored in bfloat16 (GPT::store_frozen_in_bf16): when set,
+  // forward runs ta::linear_bf16 on it, the update through output_delta, and
+  // `weight` keeps its shape but no values.
+  std::shared_ptr<const Bf16Matrix> weight_bf16;
 };
 
 class Embedding : public Module {
@@ -105,6 +111,7 @@ class Embedding : public Module {
   Embedding(int num_embeddings, int dim);
   Tensor forward(const std::vector<int>& ids, Shape ids_shape) const;  // ids_shape + (dim)
   Tensor weight;  // (num_embeddings, dim)
+  std::shared_ptr<const Bf16Matrix> weight_bf16;  // as Linear's: the frozen table in bfloat16, when set
 };
 
 class LayerNorm : public Module {

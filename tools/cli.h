@@ -12,11 +12,16 @@
 // which rejects any option it did not read. Bad input anywhere throws
 // ta::InputError (data/io.h); main prints it as one line and exits with status 2.
 #pragma once
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "data/io.h"
+
+namespace ta {
+class GPT;
+}
 
 namespace ta::cli {
 
@@ -61,5 +66,12 @@ const std::vector<Command*>& commands();
 // as its composition of plain ops (autograd/reference.cpp), in this process and
 // in the runs it starts (it sets TINYADAPT_REFERENCE=1, which they inherit).
 void use_reference_path_if_asked(Args& args);
+
+// `--bf16` on a command that adapts or evaluates: once the model is loaded and
+// its adaptation attached, store_frozen_in_bf16 keeps every frozen weight
+// matrix in bfloat16 (GPT::store_frozen_in_bf16). An error when nothing is
+// frozen (full fine-tuning) or with --reference (whose plain ops are float32).
+// Returns the bytes saved.
+int64_t store_frozen_in_bf16(GPT& model);
 
 }  // namespace ta::cli

@@ -44,7 +44,7 @@ std::vector<int> read_token_file(const std::string& path, int vocab_size) {
 int run_eval_lm(Args& args) {
   const std::string model_dir = args.required("model"), adapter_dir = args.str("adapter", "");
   const std::string text_path = args.str("text", ""), tokens_path = args.str("tokens", "");
-  const bool as_json = args.flag("json");
+  const bool as_json = args.flag("json"), bf16 = args.flag("bf16");
   cli::use_reference_path_if_asked(args);
   args.finish();
   if (text_path.empty() == tokens_path.empty()) throw InputError("eval-lm: give exactly one of --text FILE or --tokens FILE");
@@ -58,9 +58,14 @@ int run_eval_lm(Args& args) {
   LMLoss e;
   if (adapter_dir.empty()) {
     ModelDir m = load_model_dir(model_dir);
+    if (bf16) {
+      m.model->freeze_all();
+      cli::store_frozen_in_bf16(*m.model);
+    }
     e = windowed_lm_loss(*m.model, read_ids(*m.model, m.tokenizer), m.model->config().n_positions);
   } else {
     const adapt::AdaptedModel a = adapt::load_adapted(model_dir, adapter_dir, false);
+    if (bf16) cli::store_frozen_in_bf16(*a.model);
     e = adapt::lm_loss(a, read_ids(*a.model, a.tokenizer));
   }
   const double perplexity = std::exp(e.loss);
@@ -83,6 +88,7 @@ static Command eval_lm_cmd{"eval-lm", "next-token loss and perplexity of a model
                            "  --adapter DIR  apply an adapter (LoRA, prompt, prefix, ...; a PEFT directory works too)\n"
                            "  --text FILE    UTF-8 text, encoded with the model's tokenizer\n"
                            "  --tokens FILE  whitespace-separated token ids\n"
+                           "  --bf16         the frozen base in bfloat16: half its memory, faster on CPUs with AVX512-BF16\n"
                            "  --reference    every fused kernel as its composition of plain ops (autograd/reference.cpp; slow)\n"
                            "  --json         print {\"loss\":…, \"perplexity\":…, \"tokens\":…}",
                            run_eval_lm};

@@ -10,6 +10,7 @@
 
 #include "autograd/tensor.h"
 #include "nn/distributed.h"
+#include "nn/gpt.h"
 #include "tools/cli.h"
 
 namespace ta::cli {
@@ -122,6 +123,13 @@ void use_reference_path_if_asked(Args& args) {
   if (!args.flag("reference")) return;
   set_reference_path(true);
   ::setenv("TINYADAPT_REFERENCE", "1", 1);
+}
+
+int64_t store_frozen_in_bf16(GPT& model) {
+  if (reference_path()) throw InputError("--bf16 and --reference do not go together: the reference path is plain float32 ops");
+  const int64_t cast = model.store_frozen_in_bf16();
+  if (cast == 0) throw InputError("--bf16: no weight matrix of the model is frozen (full fine-tuning trains them all)");
+  return cast * 2;  // 4 bytes of float32 become 2 of bfloat16
 }
 
 }  // namespace ta::cli
