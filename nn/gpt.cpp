@@ -184,14 +184,17 @@ Tensor GPT::logits(const Tensor& hidden) const {
 }
 
 // Each frozen matrix moves to bfloat16: its values are rounded once into
-// weight_bf16 and the float32 ones freed. Biases, layer norms and wpe stay
-// float32 (small); a weight that trains is never cast.
+// weight_bf16 and the float32 ones freed, one matrix at a time and given
+// back to the system (not kept in the pool), so that memory never holds
+// more than the float32 model and one matrix's copy. Biases, layer norms
+// and wpe stay float32 (small); a weight that trains is never cast.
 int64_t GPT::store_frozen_in_bf16() {
   int64_t cast = 0;
   auto store = [&cast](Tensor& weight, std::shared_ptr<const Bf16Matrix>& bf16) {
     if (weight.requires_grad() || bf16) return;
     bf16 = std::make_shared<const Bf16Matrix>(Bf16Matrix::from_float(weight.data(), weight.size(0), weight.size(1)));
     weight.release_values();
+    pool_release_cached();
     cast += weight.numel();
   };
   store(wte.weight, wte.weight_bf16);

@@ -134,7 +134,9 @@ int run_probe_bench(const ModelConfig& c, int batch, int batches, bool as_json) 
 // One training setup of the step benchmark: a GPT of shape c (seed 1337),
 // trained in full ("full") or with a method of adapt/ (LoRA at alpha 16 as
 // the peer), AdamW, and random token windows. step(i) runs and times one
-// step: zero_grad + forward + loss + backward + AdamW, as the peer.
+// step: zero_grad + forward + loss + backward + AdamW, as the peer. A name
+// ending in "+bf16" (or --bf16) stores the frozen base in bfloat16
+// (GPT::store_frozen_in_bf16), as `adapt --bf16`.
 struct TrainingStep {
   std::string name;
   GPT model;
@@ -148,10 +150,13 @@ struct TrainingStep {
                bool gradient_checkpointing = false)
       : name(method_name), model(c, 1337), batch(batch_size), T(c.n_positions) {
     model.gradient_checkpointing = gradient_checkpointing;
+    const std::string suffix = "+bf16";
+    const bool bf16 = name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+    const std::string method_only = bf16 ? name.substr(0, name.size() - suffix.size()) : name;
     std::vector<OptimParam> params;
-    if (name != "full") {
+    if (method_only != "full") {
       adapt::MethodConfig config;
-      config.method = name;
+      config.method = method_only;
       config.lora_rank = lora_rank;
       config.lora_alpha = 16.0f;
       method = adapt::make_method(config);
@@ -159,7 +164,7 @@ struct TrainingStep {
       method->attach(model, adapt::AttachContext{}, rng);  // a prompt from every row of wte
       method->set_training(true);
       params = method->trainable_parameters();
-      if (name == "prefix" || name == "prompt") {  // the text shortened by k: the same positions per step
+      if (method_only == "prefix" || method_only == "prompt") {  // the text shortened by k: the same positions per step
         T -= config.num_virtual_tokens;
         if (T < 1)
           throw InputError("bench: --ctx " + std::to_string(c.n_positions) + " leaves no text beside " + name + "'s " +
@@ -170,6 +175,7 @@ struct TrainingStep {
       for (auto& [param_name, t] : model.named_parameters())
         params.push_back({param_name, t, default_weight_decay(param_name, t)});
     }
+    if (bf16) store_frozen_in_bf16(model);
     opt = std::make_unique<AdamW>(params, AdamWConfig{0.9f, 0.95f, 1e-8f, 0.1f});
     Rng data_rng(1337);
     tokens.resize(static_cast<size_t>(8 * batch * (c.n_positions + 1)));
@@ -260,6 +266,7 @@ int run_bench(Args& args) {
     throw InputError("bench: --method and --methods do not go together (--methods full," + method_name + ")");
   const bool probe = args.flag("probe");
   const bool gradient_checkpointing = args.flag("gradient-checkpointing");
+  const bool bf16 = args.flag("bf16");
   const bool as_json = args.flag("json");
   const bool serve = args.flag("serve");
   const int repeats = static_cast<int>(args.integer("repeats", 3));
@@ -275,9 +282,11 @@ int run_bench(Args& args) {
 
   if (probe) return run_probe_bench(c, batch, steps, as_json);
 
+  if (args.has("methods") && bf16) throw InputError("bench: with --methods, name each bfloat16 run: --methods lora,lora+bf16");
   if (args.has("methods")) return run_interleaved(c, batch, steps, warmup, methods, lora_rank > 0 ? lora_rank : 8, as_json);
   if (lora_rank > 0 && method_name.empty()) method_name = "lora";
-  TrainingStep run(c, method_name.empty() ? "full" : method_name, lora_rank > 0 ? lora_rank : 8, batch,
+  if (method_name.empty()) method_name = "full";
+  TrainingStep run(c, bf16 ? method_name + "+bf16" : method_name, lora_rank > 0 ? lora_rank : 8, batch,
                    gradient_checkpointing);
   std::vector<double> times, allreduce_times;
   float first_loss = 0, last_loss = 0;
@@ -328,6 +337,7 @@ static Command bench_cmd{
     "usage: tinyadapt bench [--vocab V --ctx T --d C --layers L --heads H --batch B] [--steps N --warmup N]\n"
     "                       [--threads N] [--lora R | --method M | --methods M1,M2,... | --probe] [--json]\n"
     "                       [--gradient-checkpointing]   (the single-method mode: blocks recomputed in the backward)\n"
+    "                       [--bf16]   the frozen base in bfloat16 (as adapt --bf16; in --methods: a name like lora+bf16)\n"
     "       tinyadapt bench --sgemm N [--repeats K]\n"
     "       tinyadapt bench --serve [--vocab V --ctx T --d C --layers L --heads H] [--min-tokens N --max-tokens M]\n"
     "                       [--repeats K] [--threads N] [--json]\n"

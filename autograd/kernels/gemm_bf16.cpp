@@ -65,22 +65,7 @@ void gemm_bf16_reference(bool trans_b, int M, int N, int K, const float* A, int 
     }
 }
 
-bool cpu_has_bf16_dot() {
-  static const bool has = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw");
-  }();
-  return has;
-}
-
-namespace {
-
-constexpr int MR = 12, NR = 32;  // the register tile
-constexpr int KC = 384;          // k per block: B's panel KC x NR is 24 KiB of bfloat16
-constexpr int MC = 192;          // rows per block: A's block MC x KC is 144 KiB
-constexpr int NC = 3072;         // columns per block: B's block KC x NC is 2.25 MiB
-
-// The fallback: bf16(A) and widened B in float32, then sgemm. Rows of C in
+// The fallback (gemm_bf16.h): bf16(A) and widened B in float32, then sgemm. Rows of C in
 // blocks of 256 so the copy of A stays small.
 void gemm_bf16_widening(bool trans_b, int M, int N, int K, const float* A, int lda, const uint16_t* B, int ldb,
                         float beta, float* C, int ldc) {
@@ -99,6 +84,21 @@ void gemm_bf16_widening(bool trans_b, int M, int N, int K, const float* A, int l
           ldc);
   }
 }
+
+bool cpu_has_bf16_dot() {
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw");
+  }();
+  return has;
+}
+
+namespace {
+
+constexpr int MR = 12, NR = 32;  // the register tile
+constexpr int KC = 384;          // k per block: B's panel KC x NR is 24 KiB of bfloat16
+constexpr int MC = 192;          // rows per block: A's block MC x KC is 144 KiB
+constexpr int NC = 3072;         // columns per block: B's block KC x NC is 2.25 MiB
 
 #define TA_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 

@@ -2,8 +2,8 @@
 // base stored in half the memory (nn/layers.h, Linear::cast_to_bf16).
 //
 // bfloat16 is the top 16 bits of a float32: the same sign and exponent (so the
-// same range), 8 bits of mantissa instead of 24, a relative rounding error of
-// at most 2^-9 = 0.2%. A weight rounded to it once keeps its value to about
+// same range), 8 significant bits instead of 24, a relative rounding error of
+// at most 2^-8 = 0.4%. A weight rounded to it once keeps its value to two or
 // three significant digits, and a product whose inputs are bfloat16 and whose
 // sums are float32 (what CPUs with AVX512-BF16 do in one instruction,
 // vdpbf16ps: two products per float lane, added into a float32 accumulator)
@@ -50,6 +50,11 @@ void gemm_bf16(bool trans_b, int M, int N, int K, const float* A, int lda, const
                float* C, int ldc);
 void gemm_bf16_reference(bool trans_b, int M, int N, int K, const float* A, int lda, const uint16_t* B, int ldb,
                          float beta, float* C, int ldc);
+
+// The fallback on its own (gemm_bf16 calls it on CPUs without AVX512-BF16;
+// public so that the tests hold it to the reference on every CPU).
+void gemm_bf16_widening(bool trans_b, int M, int N, int K, const float* A, int lda, const uint16_t* B, int ldb,
+                        float beta, float* C, int ldc);
 
 // Whether gemm_bf16 runs on AVX512-BF16 here (else on the widening fallback).
 bool cpu_has_bf16_dot();

@@ -23,6 +23,11 @@ step with an idiomatic one measured in the same run:
           K = [P_k ; K], V = [P_v ; V], every prefix row visible; the text's
           positions start at K. With --prompt or --prefix the text is ctx - K
           tokens, as `tinyadapt bench --method prompt|prefix` does.
+  bf16    --bf16 (with a method): the frozen base's matrices stored in
+          torch.bfloat16 and the step run under torch.autocast("cpu",
+          bfloat16), PyTorch's own mixed precision on a CPU (oneDNN's
+          AVX512-BF16 kernels where the CPU has them), as `tinyadapt bench
+          --bf16` stores the frozen base in bfloat16.
   timing  --warmup untimed steps, then --steps timed ones; the median step,
           tokens per second at the median, and the peak resident set size.
 
@@ -130,14 +135,14 @@ class GPT(nn.Module):
 
     def loss(self, ids, targets):
         B, T = ids.shape
-        x, start, k = self.wte(ids), 0, 0
+        x, start, k = self.wte(ids).float(), 0, 0  # .float(): a no-op unless --bf16 stored the table in bfloat16
         if hasattr(self, "prompt"):  # the prompt takes positions 0..k-1, the text k..k+T-1
             k = self.prompt.shape[0]
             x = torch.cat([self.prompt.expand(B, k, x.shape[2]), x], dim=1)
         prefixes = getattr(self, "prefixes", None)
         if prefixes is not None:  # positions after the prefix, as Hugging Face counts a past
             start = prefixes[0].shape[0]
-        x = x + self.wpe(torch.arange(start, start + k + T))
+        x = x + self.wpe(torch.arange(start, start + k + T)).float()
         for i, block in enumerate(self.h):
             x = block(x, (prefixes[2 * i], prefixes[2 * i + 1]) if prefixes is not None else None)
         logits = self.ln_f(x[:, k:]) @ self.wte.weight.t()                      # tied LM head, text rows
@@ -152,6 +157,7 @@ def main():
         ap.add_argument("--" + name, type=int, default=default)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--json", action="store_true", help="end with one JSON line")
+    ap.add_argument("--bf16", action="store_true", help="frozen base in bfloat16, step under autocast")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -165,6 +171,12 @@ def main():
         model.add_prompt(a.prompt)
     if a.prefix:
         model.add_prefix(a.prefix)
+    if a.bf16:
+        if not (a.lora or a.prompt or a.prefix):
+            ap.error("--bf16 stores the frozen base: give --lora, --prompt or --prefix")
+        for p in model.parameters():
+            if not p.requires_grad and p.dim() == 2:
+                p.data = p.data.to(torch.bfloat16)
     text = a.ctx - a.prompt - a.prefix  # the text shortened by k, as `tinyadapt bench`: the same positions per step
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     decay = [p for n, p in trainable if p.dim() == 2 and not n.startswith(("wte", "wpe"))]
@@ -179,7 +191,8 @@ def main():
         ids, targets = window[:, :-1].contiguous(), window[:, 1:].contiguous()
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        loss = model.loss(ids, targets)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+            loss = model.loss(ids, targets)
         loss.backward()
         optimizer.step()
         elapsed = time.perf_counter() - start
@@ -191,7 +204,7 @@ def main():
     tokens = a.batch * text
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
     result = {"vocab": a.vocab, "ctx": a.ctx, "d": a.d, "layers": a.layers, "heads": a.heads, "batch": a.batch,
-              "threads": torch.get_num_threads(), "lora": a.lora, "prompt": a.prompt, "prefix": a.prefix,
+              "threads": torch.get_num_threads(), "bf16": a.bf16, "lora": a.lora, "prompt": a.prompt, "prefix": a.prefix,
               "params_total": sum(p.numel() for p in model.parameters()),
               "params_trainable": sum(p.numel() for _, p in trainable), "steps": a.steps, "warmup": a.warmup,
               "ms_min": min(times) * 1e3, "ms_median": median * 1e3, "ms_mean": statistics.mean(times) * 1e3,
