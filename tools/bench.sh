@@ -91,14 +91,18 @@ PY
 # Config C: GPT-2 small's shape (124 M parameters), batch 4 x 256 tokens, each
 # method's step in its own process (for its peak memory), ours and the peer's.
 # A full step takes seconds, so fewer steps: BENCH_C_STEPS (default 3) after 1.
+# The +bf16 rows store the frozen base in bfloat16 on both sides (ours:
+# --bf16; the peer: weights in torch.bfloat16 and torch.autocast), like for like.
 C="--vocab 50257 --ctx 256 --d 768 --layers 12 --heads 12 --batch 4"
 c_steps=${BENCH_C_STEPS:-3}
 c_ours() { ./tinyadapt bench $C --steps "$c_steps" --warmup 1 --threads 2 --json ${1:-} | json; }
 c_theirs() { /usr/bin/python3 "$peer" $C --steps "$c_steps" --warmup 1 --threads 2 --json ${1:-} | json; }
 c_rows=()
-for m in "full|" "lora|--lora 8" "prefix|--prefix 20" "prompt|--prompt 20"; do
+for m in "full|" "lora|--lora 8" "prefix|--prefix 20" "prompt|--prompt 20" \
+         "lora+bf16|--lora 8 --bf16" "prefix+bf16|--prefix 20 --bf16" "prompt+bf16|--prompt 20 --bf16"; do
   name=${m%%|*} peer_flags=${m#*|}
-  ours_flags=$([ "$name" = full ] || echo "--method $name")
+  ours_flags=$([ "$name" = full ] || echo "--method ${name%+bf16}")
+  case $name in *+bf16) ours_flags="$ours_flags --bf16" ;; esac
   c_rows+=("$name" "$(c_ours "$ours_flags")" "$(c_theirs "$peer_flags")")
 done
 echo
@@ -106,11 +110,16 @@ echo
 import json, sys
 rows = sys.argv[1:]
 print(f"config C, GPT-2 small's shape (vocab 50257, ctx 256, C 768, 12 layers, 12 heads), batch 4, 2 threads:")
-print(f"  {'method':8} {'tinyadapt ms':>13} {'PyTorch ms':>11} {'speed-up':>9}   {'peak MiB: ours':>14} {'PyTorch':>8}")
+print(f"  {'method':11} {'tinyadapt ms':>13} {'PyTorch ms':>11} {'speed-up':>9}   {'peak MiB: ours':>14} {'PyTorch':>8}")
+fp32 = {}
 for i in range(0, len(rows), 3):
     name, o, t = rows[i], json.loads(rows[i + 1]), json.loads(rows[i + 2])
-    target = "  (target >= 2.0)" if name != "full" else ""
-    print(f"  {name:8} {o['ms_median']:13.0f} {t['ms_median']:11.0f} {t['ms_median'] / o['ms_median']:8.2f}x   "
+    fp32[name] = (o, t)
+    target = "  (target >= 2.0)" if name in ("lora", "prefix", "prompt") else ""
+    if name.endswith("+bf16"):  # also against both sides' float32 step
+        o32, t32 = fp32[name[:-5]]
+        target = f"  ({o32['ms_median'] / o['ms_median']:.2f}x our float32 step, {t32['ms_median'] / o['ms_median']:.2f}x PyTorch's)"
+    print(f"  {name:11} {o['ms_median']:13.0f} {t['ms_median']:11.0f} {t['ms_median'] / o['ms_median']:8.2f}x   "
           f"{o['peak_rss_mb']:14.0f} {t['peak_rss_mb']:8.0f}{target}")
 PY
 
