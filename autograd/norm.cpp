@@ -1,13 +1,17 @@
 // autograd/norm.cpp — fused row-wise kernels over the last axis: layernorm,
-// softmax, log-softmax, and cross-entropy fused with its log-softmax.
+// softmax, log-softmax, cross-entropy fused with its log-softmax, and the LM
+// head's product fused with its cross-entropy (linear_cross_entropy).
 // Forward and backward are pairs with explicit caches, as in llm.c.
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
 
 #include "autograd/fastmath.h"
+#include "autograd/kernels/gemm_bf16.h"
+#include "autograd/matmul.h"
 #include "autograd/ops.h"
 
 namespace ta {
@@ -202,6 +206,127 @@ Tensor cross_entropy(const Tensor& logits, const std::vector<int>& targets, int 
       dz[r * V + targets[r]] -= g;
     }
   });
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// linear_cross_entropy: the mean cross-entropy of z = x Wᵀ, W (V, C), without
+// the (rows, V) logits. At GPT-2's vocabulary a batch of 4 x 256 tokens has
+// 51 M logits: 206 MB, and as much again for their gradient. Here the rows
+// go in chunks of about kChunkLogits logits, and each chunk, while it is in
+// the cache, gives its part of the loss and of the gradients:
+//   z_c = x_c Wᵀ;  loss += lse(z_c) − z_c[target]
+//   dz_c = (softmax(z_c) − onehot(target)) / n      (n: rows that count)
+//   dx_c = dz_c W;  dW += dz_cᵀ x_c
+// The loss is the last op of a step, so its gradients can be computed in the
+// forward: they are kept (dx (rows, C); dW (V, C) only when W trains) and
+// backward adds them, times the loss's own gradient, into x and W.
+// Without a tape only the loss is computed.
+
+namespace {
+
+constexpr int64_t kChunkLogits = int64_t(1) << 23;  // 8 M logits = 32 MiB per chunk
+
+// The head's two products for a float32 or a bfloat16 weight (V, C).
+struct HeadWeight {
+  const float* f32 = nullptr;
+  const Bf16Matrix* bf16 = nullptr;
+  int V = 0, C = 0;
+  void logits(const float* x, int rows, float* z) const {  // z (rows, V) = x (rows, C) Wᵀ
+    if (bf16) gemm_bf16(true, rows, V, C, x, C, bf16->values.data(), C, 0.0f, z, V);
+    else sgemm(false, true, rows, V, C, 1.0f, x, C, f32, C, 0.0f, z, V);
+  }
+  void input_grad(const float* dz, int rows, float* dx) const {  // dx (rows, C) = dz (rows, V) W
+    if (bf16) gemm_bf16(false, rows, C, V, dz, V, bf16->values.data(), C, 0.0f, dx, C);
+    else sgemm(false, false, rows, C, V, 1.0f, dz, V, f32, C, 0.0f, dx, C);
+  }
+};
+
+// dst (n) += g · src: a stashed gradient into its input's gradient.
+void add_scaled_grad(const GradRef& input, const Tensor& stash, float g) {
+  bool fresh = false;
+  float* dst = input.grad_for_accumulate(&fresh);
+  const float* src = stash.data();
+  const int64_t n = stash.numel();
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; i++) dst[i] = (fresh ? 0.0f : dst[i]) + g * src[i];
+}
+
+Tensor head_cross_entropy(const char* op, const Tensor& x, const HeadWeight& w, const Tensor& weight,
+                          const std::vector<int>& targets, int ignore_index) {
+  const int V = w.V, C = w.C;
+  if (x.shape().last() != C)
+    shape_error(op, "x " + x.shape().str() + " does not fit the weight (" + std::to_string(V) + "," + std::to_string(C) + ")");
+  const int64_t rows = x.shape().rows();
+  if (static_cast<int64_t>(targets.size()) != rows)
+    shape_error(op, std::to_string(targets.size()) + " targets for x " + x.shape().str());
+  int64_t count = 0;
+  for (int t : targets) {
+    if (t == ignore_index) continue;
+    if (t < 0 || t >= V) shape_error(op, "target " + std::to_string(t) + " out of range [0, " + std::to_string(V) + ")");
+    count++;
+  }
+  const bool grad_x = count > 0 && needs_grad({&x});
+  const bool grad_w = count > 0 && weight.defined() && needs_grad({&weight});
+  Tensor dx = grad_x ? Tensor::empty(x.shape()) : Tensor();
+  Tensor dw = grad_w ? Tensor::empty(weight.shape()) : Tensor();
+  const int chunk = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(rows, kChunkLogits / V)));
+  Tensor z = Tensor::empty(Shape{chunk, V});  // one chunk's logits, then their gradient
+  const float g = count ? 1.0f / static_cast<float>(count) : 0.0f;
+  double total = 0;
+  for (int64_t first = 0; first < rows; first += chunk) {
+    const int n = static_cast<int>(std::min<int64_t>(chunk, rows - first));
+    const float* x_rows = x.data() + first * C;
+    w.logits(x_rows, n, z.data());
+    double part = 0;
+#pragma omp parallel for schedule(static) reduction(+ : part) if (static_cast<int64_t>(n) * V > kParallelMin)
+    for (int r = 0; r < n; r++) {
+      float* zr = z.data() + static_cast<int64_t>(r) * V;
+      const int t = targets[first + r];
+      if (t == ignore_index) {
+        if (grad_x || grad_w) std::fill(zr, zr + V, 0.0f);
+        continue;
+      }
+      const float lse = log_sum_exp(zr, V);
+      part += lse - zr[t];
+      if (!grad_x && !grad_w) continue;
+#pragma omp simd
+      for (int v = 0; v < V; v++) zr[v] = g * exp_fast(zr[v] - lse);
+      zr[t] -= g;
+    }
+    total += part;
+    if (grad_x) w.input_grad(z.data(), n, dx.data() + first * C);
+    if (grad_w) sgemm(true, false, V, C, n, 1.0f, z.data(), V, x_rows, C, first == 0 ? 0.0f : 1.0f, dw.data(), C);
+  }
+  Tensor out = Tensor::scalar(count ? static_cast<float>(total / count) : 0.0f);
+  if (!grad_x && !grad_w) return out;
+  record(out, op, [X = GradRef(x), W = GradRef(weight), dx, dw](Node& o) {
+    const float scale = o.grad.data()[0];
+    if (dx.defined()) add_scaled_grad(X, dx, scale);
+    if (dw.defined()) add_scaled_grad(W, dw, scale);
+  });
+  return out;
+}
+
+}  // namespace
+
+Tensor linear_cross_entropy(const Tensor& x, const Tensor& weight, const std::vector<int>& targets, int ignore_index) {
+  if (weight.rank() != 2) shape_error("linear_cross_entropy", "weight " + weight.shape().str() + " must be (V,C)");
+  if (reference_path()) return cross_entropy(matmul(x, weight, false, true), targets, ignore_index);
+  HeadWeight w;
+  w.f32 = weight.data();
+  w.V = weight.size(0);
+  w.C = weight.size(1);
+  return head_cross_entropy("linear_cross_entropy", x, w, weight, targets, ignore_index);
+}
+
+Tensor linear_cross_entropy_bf16(const Tensor& x, const std::shared_ptr<const Bf16Matrix>& weight,
+                                 const std::vector<int>& targets, int ignore_index) {
+  HeadWeight w;
+  w.bf16 = weight.get();
+  w.V = weight->rows;
+  w.C = weight->cols;
+  Tensor out = head_cross_entropy("linear_cross_entropy_bf16", x, w, Tensor(), targets, ignore_index);
   return out;
 }
 

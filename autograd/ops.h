@@ -80,6 +80,16 @@ Tensor log_softmax(const Tensor& x);  // over the last axis
 // logits), fused with the log-softmax. Rows whose target is ignore_index do
 // not count; the mean is over the rows that do (0 when none do).
 Tensor cross_entropy(const Tensor& logits, const std::vector<int>& targets, int ignore_index = -100);
+// The LM head and its loss in one op: cross_entropy(matmul(x, weight, false,
+// true), targets) for x (..., C) and weight (V, C) (GPT-2's tied head, wte),
+// the same value and gradients, without ever holding the (rows, V) logits:
+// rows go in chunks, and the gradients are computed in the forward and kept
+// until backward scales them by the loss's gradient (see norm.cpp).
+Tensor linear_cross_entropy(const Tensor& x, const Tensor& weight, const std::vector<int>& targets,
+                            int ignore_index = -100);
+// The same with the weight frozen in bfloat16 (--bf16; bf16.cpp's ops).
+Tensor linear_cross_entropy_bf16(const Tensor& x, const std::shared_ptr<const Bf16Matrix>& weight,
+                                 const std::vector<int>& targets, int ignore_index = -100);
 
 // --- attention.cpp ----------------------------------------------------------
 struct AttentionOptions {

@@ -210,7 +210,9 @@ Tensor GPT::loss(const std::vector<int>& ids, const std::vector<int>& targets, i
   Tensor hidden = forward(ids, B, T, options);  // (B,k+T,C)
   int k = hidden.size(1) - T;
   if (k > 0) hidden = slice(hidden, 1, k, k + T);  // (B,T,C): the prefix rows predict nothing
-  return cross_entropy(logits(hidden), targets);
+  // cross_entropy(logits(hidden), targets) without the (B,T,V) logits (ops.h).
+  if (wte.weight_bf16) return linear_cross_entropy_bf16(hidden, wte.weight_bf16, targets);
+  return linear_cross_entropy(hidden, wte.weight, targets);
 }
 
 // The (B,1,k+T) weights that pool the text rows of one sequence each.

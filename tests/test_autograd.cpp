@@ -6,11 +6,13 @@
 #include <array>
 #include <cmath>
 #include <stdexcept>
+#include <tuple>
 
 #include "autograd/fastmath.h"
 #include "autograd/matmul.h"
 #include "autograd/ops.h"
 #include "tests/gradcheck.h"
+#include "tests/helpers.h"
 
 using namespace ta;
 using ta::testing::check_gradients;
@@ -201,6 +203,42 @@ TEST_CASE("gradcheck: cross-entropy with ignore_index") {
   CHECK(cross_entropy(logits, {0, 1}).item() == doctest::Approx((std::log(2.0) + std::log(1 + std::exp(-2.0))) / 2));
   CHECK(cross_entropy(logits, {-100, -100}).item() == 0.0f);
   CHECK_THROWS_AS(cross_entropy(logits, {0, 2}), std::invalid_argument);
+}
+
+TEST_CASE("linear_cross_entropy equals cross_entropy(x Wᵀ): value and gradients, in chunks, times the loss's gradient") {
+  // V large enough that the rows go in three chunks of kChunkLogits (8 M) logits.
+  const int V = 30011, C = 12, rows = 3 * ((1 << 23) / V) - 5;
+  Rng rng(21);
+  std::vector<int> targets(rows);
+  for (int r = 0; r < rows; r++) targets[r] = r % 7 == 3 ? -100 : rng.below(V);
+  Tensor x = param({rows, C}, rng), W = param({V, C}, rng, 0.5f);
+  auto grads = [&](bool fused) {
+    x.zero_grad();
+    W.zero_grad();
+    const Tensor loss = fused ? linear_cross_entropy(x, W, targets) : cross_entropy(matmul(x, W, false, true), targets);
+    const float value = loss.item();
+    backward(mul_scalar(loss, 3.0f));  // a loss's gradient other than 1
+    return std::make_tuple(value, std::vector<float>(x.grad(), x.grad() + x.numel()),
+                           std::vector<float>(W.grad(), W.grad() + W.numel()));
+  };
+  const auto [loss, dx, dW] = grads(true);
+  const auto [expected_loss, expected_dx, expected_dW] = grads(false);
+  CHECK(loss == doctest::Approx(expected_loss).epsilon(1e-5));
+  CHECK(ta::testing::max_relative_diff(dx, expected_dx) < 1e-4f);
+  CHECK(ta::testing::max_relative_diff(dW, expected_dW) < 1e-4f);
+  {  // without a tape: the value alone, nothing recorded
+    NoGradGuard no_grad;
+    CHECK(linear_cross_entropy(x, W, targets).item() == doctest::Approx(expected_loss).epsilon(1e-5));
+  }
+  CHECK(tape_size() == 0);
+  // A frozen weight gets nothing; every target ignored: zero and no gradient.
+  Tensor frozen = random_tensor({V, C}, rng);
+  backward(linear_cross_entropy(x, frozen, targets));
+  CHECK(!frozen.has_grad());
+  CHECK(linear_cross_entropy(x, W, std::vector<int>(rows, -100)).item() == 0.0f);
+  clear_tape();
+  CHECK_THROWS_AS(linear_cross_entropy(x, W, std::vector<int>(rows, V)), std::invalid_argument);
+  CHECK_THROWS_AS(linear_cross_entropy(x, W, std::vector<int>(rows - 1, 0)), std::invalid_argument);
 }
 
 TEST_CASE("dropout: seeded mask, inverted scaling, gradient through the mask") {

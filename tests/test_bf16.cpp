@@ -127,6 +127,24 @@ TEST_CASE("bf16: linear_bf16's output and gradients are the float32 ones of the 
                        "linear_bf16: x (2,5) does not fit weight (4,3) [in,out]", std::invalid_argument);
 }
 
+TEST_CASE("bf16: linear_cross_entropy_bf16 equals cross_entropy(linear_bf16(x, Wᵀ)), value and input gradient") {
+  const int V = 20011, C = 10, rows = 2 * ((1 << 23) / V) + 7;  // three chunks
+  Rng rng(4);
+  std::vector<int> targets(rows);
+  for (int r = 0; r < rows; r++) targets[r] = r % 5 == 1 ? -100 : rng.below(V);
+  const Tensor w = random_tensor({V, C}, rng, 0.5f);
+  auto weight = std::make_shared<const Bf16Matrix>(Bf16Matrix::from_float(w.data(), V, C));
+  Tensor x = random_parameter({rows, C}, rng);
+  const Tensor loss = linear_cross_entropy_bf16(x, weight, targets);
+  backward(mul_scalar(loss, 0.5f));
+  const std::vector<float> dx(x.grad(), x.grad() + x.numel());
+  x.zero_grad();
+  const Tensor expected = cross_entropy(linear_bf16(x, weight, true, Tensor()), targets);
+  backward(mul_scalar(expected, 0.5f));
+  CHECK(loss.item() == doctest::Approx(expected.item()).epsilon(1e-5));
+  CHECK(ta::testing::max_relative_diff(dx, std::vector<float>(x.grad(), x.grad() + x.numel())) < 1e-4f);
+}
+
 TEST_CASE("bf16: embedding_bf16 widens the picked rows; a bad id is refused") {
   Rng rng(5);
   const Tensor table = random_tensor({9, 6}, rng);
