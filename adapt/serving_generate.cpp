@@ -28,6 +28,7 @@ std::vector<std::vector<int>> ServingModel::generate(const std::vector<ServeRequ
   const int B = batch.B, V = model_->config().vocab_size;
   // The cache starts as the gathered attention prefixes, [prefix ; nothing yet].
   KVCache cache;
+  cache.grow_in_place = true;
   cache.keys = std::move(batch.options.prefix_keys);
   cache.values = std::move(batch.options.prefix_values);
   batch.options.prefix_keys.clear();

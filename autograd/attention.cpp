@@ -61,7 +61,14 @@ AttentionDims check_attention_inputs(const Tensor& qkv, const AttentionOptions& 
       shape_error(op, "the prefix must be (P," + std::to_string(d.C) + ") or (" + std::to_string(d.B) + ",P," +
                           std::to_string(d.C) + "), got " + keys.shape().str());
     d.prefix_per_row = per_row;
-    d.prefix_len = keys.size(-2);
+    d.prefix_len = d.prefix_stride = keys.size(-2);
+    if (options.prefix_len >= 0) {  // a KV cache with spare rows: only the first prefix_len are keys
+      if (options.prefix_len > keys.size(-2))
+        shape_error(op, "prefix_len " + std::to_string(options.prefix_len) + " exceeds the prefix's " +
+                            std::to_string(keys.size(-2)) + " rows");
+      if (needs_grad({&keys, &values})) shape_error(op, "a prefix with spare rows (prefix_len) cannot train");
+      d.prefix_len = options.prefix_len;
+    }
   }
   d.n_keys = d.prefix_len + d.T;
   size_t mask_size = static_cast<size_t>(d.B) * static_cast<size_t>(d.n_keys);

@@ -101,6 +101,10 @@ struct AttentionOptions {
   // Shape (P, C) shared by every row of the batch, or (B, P, C) one per row.
   // Causality applies to the sequence's own keys; every prefix row is visible.
   Tensor prefix_keys, prefix_values;
+  // When >= 0, only the first prefix_len rows (of each batch row) of the
+  // prefix are keys and values; the rest are spare rows of a KV cache that
+  // grows in place (nn/layers.h). Such a prefix cannot train. -1: every row.
+  int prefix_len = -1;
   // Optional key mask of B * (P + T) bytes, row-major (B, P+T): 1 = a query
   // may attend to this key, 0 = it may not (padding). A query row that can see
   // no key at all outputs zeros.

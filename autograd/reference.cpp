@@ -106,9 +106,9 @@ Tensor attention(const Tensor& qkv, const AttentionOptions& options) {
   Tensor q = slice(qkv, 2, 0, C), k = slice(qkv, 2, C, 2 * C), v = slice(qkv, 2, 2 * C, 3 * C);  // (B,T,C)
   int P = 0;
   if (options.prefix_keys.defined()) {
-    P = options.prefix_keys.size(-2);
-    k = concat(prefix_per_row(options.prefix_keys, B), k, 1);    // (B,P+T,C)
-    v = concat(prefix_per_row(options.prefix_values, B), v, 1);  // (B,P+T,C)
+    P = options.prefix_len >= 0 ? options.prefix_len : options.prefix_keys.size(-2);  // a KV cache's rows in use
+    k = concat(slice(prefix_per_row(options.prefix_keys, B), 1, 0, P), k, 1);    // (B,P+T,C)
+    v = concat(slice(prefix_per_row(options.prefix_values, B), 1, 0, P), v, 1);  // (B,P+T,C)
   }
   const int L = P + T;
   Tensor mask = Tensor::empty({B, 1, T, L});   // broadcast over the heads

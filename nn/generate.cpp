@@ -63,6 +63,7 @@ class CachedRunner {
  private:
   void reset() {  // the cache holds the attention prefix only: [prefix ; nothing yet]
     cache_ = KVCache{};
+    cache_.grow_in_place = true;
     for (size_t i = 0; i < options_.prefix_keys.size(); i++) {
       cache_.keys.push_back(as_batch_of_one(options_.prefix_keys[i]));
       cache_.values.push_back(as_batch_of_one(options_.prefix_values[i]));

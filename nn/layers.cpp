@@ -1,6 +1,9 @@
 // nn/layers.cpp — see layers.h.
 #include "nn/layers.h"
 
+#include <algorithm>
+#include <cstring>
+
 #include "data/io.h"
 
 namespace ta {
@@ -66,21 +69,55 @@ Attention::Attention(int n_embd, int n_head, bool causal, int layer_index)
 
 // Appends this step's keys and values (the K and V thirds of qkv) to the cache.
 static void append_to_cache(KVCache& cache, int layer, const Tensor& qkv, int C) {
-  Tensor keys = slice(qkv, 2, C, 2 * C);        // (B,T,C)
-  Tensor values = slice(qkv, 2, 2 * C, 3 * C);  // (B,T,C)
   Tensor& past_keys = cache.keys[layer];
   Tensor& past_values = cache.values[layer];
-  past_keys = past_keys.defined() ? concat(past_keys, keys, 1) : keys;  // (B,P+T,C)
-  past_values = past_values.defined() ? concat(past_values, values, 1) : values;
+  if (!cache.grow_in_place || needs_grad({&qkv, &past_keys, &past_values})) {
+    Tensor keys = slice(qkv, 2, C, 2 * C);        // (B,T,C)
+    Tensor values = slice(qkv, 2, 2 * C, 3 * C);  // (B,T,C)
+    past_keys = past_keys.defined() ? concat(past_keys, keys, 1) : keys;  // (B,P+T,C)
+    past_values = past_values.defined() ? concat(past_values, values, 1) : values;
+    return;
+  }
+  // In place: rows [P, P+T) of a (B, capacity, C) buffer, moved to one twice
+  // as large when full (a (P, C) prefix shared by every row is copied to each).
+  const int B = qkv.size(0), T = qkv.size(1), P = cache.rows(layer);
+  if (cache.rows_used.empty()) {  // from now on rows_used, not the tensors' sizes, says how many rows hold keys
+    std::vector<int> used;
+    for (size_t i = 0; i < cache.keys.size(); i++) used.push_back(cache.rows(i));
+    cache.rows_used = used;
+  }
+  const int capacity = past_keys.defined() && past_keys.rank() == 3 ? past_keys.size(1) : 0;
+  if (P + T > capacity) {
+    const int grown = std::max(64, 2 * (P + T));
+    for (Tensor* past : {&past_keys, &past_values}) {
+      Tensor bigger = Tensor::empty({B, grown, C});
+      for (int b = 0; b < B && P > 0; b++) {
+        const float* from = past->data() + (past->rank() == 2 ? 0 : static_cast<int64_t>(b) * past->size(-2) * C);
+        std::memcpy(bigger.data() + static_cast<int64_t>(b) * grown * C, from, static_cast<size_t>(P) * C * sizeof(float));
+      }
+      *past = bigger;
+    }
+  }
+  const int rows = past_keys.size(1);
+  for (int b = 0; b < B; b++)
+    for (int t = 0; t < T; t++) {
+      const float* row = qkv.data() + (static_cast<int64_t>(b) * T + t) * 3 * C;
+      const int64_t at = (static_cast<int64_t>(b) * rows + P + t) * C;
+      std::memcpy(past_keys.data() + at, row + C, static_cast<size_t>(C) * sizeof(float));
+      std::memcpy(past_values.data() + at, row + 2 * C, static_cast<size_t>(C) * sizeof(float));
+    }
+  cache.rows_used[static_cast<size_t>(layer)] = P + T;
 }
 
 Tensor Attention::forward(const Tensor& x, const ForwardOptions& options, const AttentionOptions& base) const {
   Tensor qkv = c_attn.forward(x, options);  // (B,T,3C)
   AttentionOptions layer_options = base;
   if (options.cache) {
-    layer_options.prefix_keys = options.cache->keys[layer_index];
-    layer_options.prefix_values = options.cache->values[layer_index];
-    append_to_cache(*options.cache, layer_index, qkv, n_embd);
+    KVCache& cache = *options.cache;
+    layer_options.prefix_keys = cache.keys[layer_index];
+    layer_options.prefix_values = cache.values[layer_index];
+    if (!cache.rows_used.empty()) layer_options.prefix_len = cache.rows(layer_index);
+    append_to_cache(cache, layer_index, qkv, n_embd);
   } else if (!options.prefix_keys.empty()) {
     layer_options.prefix_keys = options.prefix_keys[layer_index];
     layer_options.prefix_values = options.prefix_values[layer_index];

@@ -34,7 +34,20 @@ namespace ta {
 // The keys and values of every position seen so far, per layer (generation).
 struct KVCache {
   std::vector<Tensor> keys, values;  // n_layer entries, each (B, P, C); undefined while empty
-  int length() const { return keys.empty() || !keys[0].defined() ? 0 : keys[0].size(-2); }
+  // Generation sets grow_in_place: a step then writes its keys and values
+  // into spare rows of a buffer (B, capacity, C) that doubles when full, and
+  // rows_used[layer] says how many rows hold keys. Otherwise (and whenever
+  // a tape records: an in-place write is not on it) each step concatenates
+  // a new (B, P+T, C) tensor, which copies the whole cache and, for every new
+  // size, takes a new buffer: quadratic in the number of tokens, in time and
+  // in the pool's memory.
+  bool grow_in_place = false;
+  std::vector<int> rows_used;  // per layer, once grown in place; empty before
+  int rows(size_t layer) const {
+    if (layer >= keys.size() || !keys[layer].defined()) return 0;
+    return rows_used.empty() ? keys[layer].size(-2) : rows_used[layer];
+  }
+  int length() const { return rows(0); }
 };
 
 struct ForwardOptions {

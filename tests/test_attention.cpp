@@ -12,9 +12,11 @@
 
 #include "autograd/ops.h"
 #include "tests/gradcheck.h"
+#include "tests/helpers.h"
 
 using namespace ta;
 using ta::testing::check_gradients;
+using ta::testing::random_parameter;
 using ta::testing::random_tensor;
 
 namespace {
@@ -206,6 +208,31 @@ TEST_CASE("attention: a query that sees no key outputs zeros and passes back zer
     for (int64_t i = 0; i < inputs[0].numel(); i++) REQUIRE(std::isfinite(inputs[0].grad()[i]));
     for (int64_t i = 0; i < out.numel(); i++) REQUIRE(std::isfinite(out.data()[i]));
   }
+}
+
+TEST_CASE("attention: prefix_len reads the first rows of a prefix with spare rows (a KV cache grown in place)") {
+  const int B = 2, T = 3, C = 8, H = 2, P = 5, capacity = 9;
+  Rng rng(17);
+  const Tensor qkv = random_tensor({B, T, 3 * C}, rng);
+  const Tensor keys = random_tensor({B, capacity, C}, rng), values = random_tensor({B, capacity, C}, rng);
+  AttentionOptions exact;
+  exact.n_head = H;
+  exact.prefix_keys = rows_of(keys, 0, P, 0, C);  // (B,P,C): the rows in use, copied out
+  exact.prefix_values = rows_of(values, 0, P, 0, C);
+  AttentionOptions spare = exact;
+  spare.prefix_keys = keys;
+  spare.prefix_values = values;
+  spare.prefix_len = P;
+  const std::vector<float> expected = attention(qkv, exact).to_vector();
+  CHECK(attention(qkv, spare).to_vector() == expected);
+  set_reference_path(true);
+  CHECK(ta::testing::max_relative_diff(attention(qkv, spare).to_vector(), expected) < 1e-5f);
+  set_reference_path(false);
+  spare.prefix_len = capacity + 1;
+  CHECK_THROWS_WITH_AS(attention(qkv, spare), "attention: prefix_len 10 exceeds the prefix's 9 rows", std::invalid_argument);
+  spare.prefix_len = P;
+  spare.prefix_keys = random_parameter({B, capacity, C}, rng);
+  CHECK_THROWS_WITH_AS(attention(qkv, spare), "attention: a prefix with spare rows (prefix_len) cannot train", std::invalid_argument);
 }
 
 TEST_CASE("attention: KV cache — a chunk at a time equals the whole sequence at once") {

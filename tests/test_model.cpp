@@ -475,6 +475,46 @@ TEST_CASE("model positions: a KV cache / attention prefix of length P makes the 
   CHECK_THROWS_AS(model.forward(random_ids(13, 101, rng), 1, 13, prefix), InputError);
 }
 
+TEST_CASE("model KV cache grown in place: the same logits as concatenation, and memory linear in the tokens") {
+  GPT model(small_config(true, 101, 24, 2, 256), 5);
+  Rng rng(6);
+  const std::vector<int> ids = random_ids(200, 101, rng);
+  NoGradGuard no_grad;
+  // Both caches start from an attention prefix of 3 rows, then take 3 tokens, then one at a time.
+  auto run = [&](bool in_place, std::vector<float>& last_logits) {
+    pool_release_cached();
+    KVCache cache;
+    cache.grow_in_place = in_place;
+    Rng prefix_rng(2);
+    for (int i = 0; i < 2; i++) {
+      cache.keys.push_back(random_leaf({1, 3, 24}, prefix_rng, 1.0f));
+      cache.values.push_back(random_leaf({1, 3, 24}, prefix_rng, 1.0f));
+    }
+    ForwardOptions options;
+    options.cache = &cache;
+    size_t peak = 0, peak_at_100 = 0;
+    for (size_t at = 0; at < ids.size();) {
+      const size_t n = at == 0 ? 3 : 1;
+      last_logits = model.logits(model.forward({ids.begin() + at, ids.begin() + at + n}, 1, static_cast<int>(n), options)).to_vector();
+      at += n;
+      CHECK(cache.length() == static_cast<int>(3 + at));
+      peak = std::max(peak, pool_bytes_in_use() + pool_bytes_cached());
+      if (at == 100) peak_at_100 = peak;
+    }
+    if (in_place) {
+      CHECK(cache.rows_used == std::vector<int>{203, 203});
+      CHECK(cache.keys[1].size(1) <= 2 * 203 + 64);  // capacity at most doubles
+    }
+    return peak - peak_at_100;  // what the tokens 101..200 added
+  };
+  std::vector<float> in_place_logits, concat_logits;
+  const size_t in_place_growth = run(true, in_place_logits), concat_growth = run(false, concat_logits);
+  CHECK(in_place_logits == concat_logits);  // the same keys in the same order: the same floats
+  MESSAGE("pool bytes added by tokens 101-200: in place " << in_place_growth << ", concatenating " << concat_growth);
+  // Concatenation leaves a buffer of every size P in the pool (quadratic); in place, one doubling.
+  CHECK(in_place_growth * 5 < concat_growth);
+}
+
 TEST_CASE("model generation: greedy tokens identical with and without the KV cache, with prefixes") {
   GPT model(small_config(true, 101, 24, 2, 24), 9);
   Rng rng(4);

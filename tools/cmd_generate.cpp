@@ -47,6 +47,7 @@ int run_generate(Args& args) {
   g.top_k = static_cast<int>(args.integer("top-k", 0));
   g.seed = static_cast<uint64_t>(args.integer("seed", 1337));
   g.use_cache = !args.flag("no-cache");
+  const bool bf16 = args.flag("bf16");
   cli::use_reference_path_if_asked(args);
   args.finish();
   if (g.max_new_tokens < 0) throw InputError("--max-new must be >= 0");
@@ -55,10 +56,15 @@ int run_generate(Args& args) {
   NoGradGuard no_grad;  // inference only: the adapter's prefixes are not recorded either
   if (adapter_dir.empty()) {
     ModelDir m = load_model_dir(model_dir);
+    if (bf16) {
+      m.model->freeze_all();
+      cli::store_frozen_in_bf16(*m.model);
+    }
     generate_from(*m.model, m.tokenizer, prompt, g, {}, model_dir);
   } else {
     adapt::AdaptedModel a = adapt::load_adapted(model_dir, adapter_dir, false);
     if (auto* lora = dynamic_cast<adapt::Lora*>(a.method.get())) lora->merge();
+    if (bf16) cli::store_frozen_in_bf16(*a.model);  // after the merge: the merged weights are cast
     generate_from(*a.model, a.tokenizer, prompt, g, a.forward_options(1, nullptr), model_dir);
   }
   std::printf("\n");
@@ -74,6 +80,7 @@ static Command generate_cmd{"generate", "continue a prompt with a GPT model (KV 
                             "  --temperature T    0 = greedy [1.0]\n"
                             "  --top-k K          sample among the K most likely tokens; 0 = all [0]\n"
                             "  --seed S           sampling seed [1337]\n"
+                            "  --bf16             the weights in bfloat16: half the bytes each token reads\n"
                             "  --reference        every fused kernel as its composition of plain ops (autograd/reference.cpp; slow)\n"
                             "  --no-cache         recompute every position each step (for checking the cache)",
                             run_generate};

@@ -74,7 +74,7 @@ HeadMatrices<Float> head_matrices(const AttentionDims& d, Float* qkv, Float* pre
     m.key = m.query + d.C;
     m.value = m.query + 2 * d.C;
   }
-  int64_t prefix_offset = static_cast<int64_t>(prefix_batch_row) * d.prefix_len * d.C + column;
+  int64_t prefix_offset = static_cast<int64_t>(prefix_batch_row) * d.prefix_stride * d.C + column;
   if (prefix_keys) m.prefix_key = prefix_keys + prefix_offset;
   if (prefix_values) m.prefix_value = prefix_values + prefix_offset;
   return m;
@@ -197,8 +197,12 @@ int block_rows(const AttentionDims& d) { return d.causal ? std::min(kCausalBlock
 
 // Per-thread scratch of the forward, in floats: one block's rows of att
 // (block, P+T), the head's [pk ; k]^T (hs, P+T) and [pv ; v] (P+T, hs).
+// Rounded up to 16 K floats: in generation the number of keys grows by one a
+// step, and the pool keeps buffers by exact size, so an exact size would leave
+// one more cached buffer behind every token.
 int64_t forward_scratch_size(const AttentionDims& d) {
-  return static_cast<int64_t>(block_rows(d) + 2 * d.head_size) * d.n_keys;
+  const int64_t exact = static_cast<int64_t>(block_rows(d) + 2 * d.head_size) * d.n_keys;
+  return (exact + 16383) / 16384 * 16384;
 }
 
 // Forward of one head. out_head: (T, hs), row stride C. stats: (T), each

@@ -21,6 +21,7 @@ struct AttentionDims {
   int B = 0, T = 0, C = 0;
   int n_head = 1, head_size = 0;
   int prefix_len = 0;            // P; 0 without a prefix
+  int prefix_stride = 0;         // rows per batch row in the prefix's storage: P, or a KV cache's capacity
   int n_keys = 0;                // P + T: the keys each query chooses among
   bool prefix_per_row = false;   // the prefix is (B, P, C) rather than shared (P, C)
   bool causal = true;

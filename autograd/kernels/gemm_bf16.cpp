@@ -223,16 +223,81 @@ void gemm_bf16_one_thread(bool trans_b, int M, int N, int K, const float* A, int
   }
 }
 
+// A few rows (generation: one token per sequence): C's columns [n0, n1) of
+// bf16(A) @ op(B), reading B once, straight from its bfloat16 values. Such a
+// product is bound by reading B (2 bytes a value; half of float32's), not by
+// arithmetic, so there is no packing and any CPU runs it (the compiler
+// vectorises the loops). A is rounded to bfloat16 first, as everywhere here.
+constexpr int kFewRows = 4;
+
+void few_rows(bool trans_b, int M, int n0, int n1, int K, const float* A, int lda, const uint16_t* B, int ldb,
+              float beta, float* C, int ldc) {
+  const int width = n1 - n0;
+  thread_local std::vector<float> a, acc;
+  a.resize(static_cast<size_t>(M) * K);
+  acc.assign(static_cast<size_t>(M) * width, 0.0f);
+  for (int m = 0; m < M; m++)
+    for (int k = 0; k < K; k++) a[static_cast<size_t>(m) * K + k] = from_bf16(to_bf16(A[static_cast<int64_t>(m) * lda + k]));
+  if (!trans_b) {  // B (K, N): columns in blocks of 128 (measured best of 32-256), whose sums stay in registers down all K rows of B
+    constexpr int kBlock = 128;
+    for (int m = 0; m < M; m++) {
+      const float* am = a.data() + static_cast<size_t>(m) * K;
+      float* out = acc.data() + static_cast<size_t>(m) * width;
+      for (int j0 = 0; j0 < width; j0 += kBlock) {
+        const uint16_t* b = B + n0 + j0;
+        if (j0 + kBlock <= width) {
+          float sums[kBlock] = {};
+          for (int k = 0; k < K; k++, b += ldb) {
+            const float ak = am[k];
+#pragma omp simd
+            for (int j = 0; j < kBlock; j++) sums[j] += ak * from_bf16(b[j]);
+          }
+          for (int j = 0; j < kBlock; j++) out[j0 + j] = sums[j];
+        } else {
+          for (int k = 0; k < K; k++, b += ldb)
+            for (int j = 0; j < width - j0; j++) out[j0 + j] += am[k] * from_bf16(b[j]);
+        }
+      }
+    }
+  } else {  // B (N, K): column n of op(B) is row n of B, a dot product with each row of A
+    for (int j = 0; j < width; j++) {
+      const uint16_t* b = B + static_cast<int64_t>(n0 + j) * ldb;
+      for (int m = 0; m < M; m++) {
+        const float* am = a.data() + static_cast<size_t>(m) * K;
+        float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+        for (int k = 0; k < K; k++) dot += am[k] * from_bf16(b[k]);
+        acc[static_cast<size_t>(m) * width + j] = dot;
+      }
+    }
+  }
+  for (int m = 0; m < M; m++) {
+    float* c = C + static_cast<int64_t>(m) * ldc + n0;
+    const float* sums = acc.data() + static_cast<size_t>(m) * width;
+    for (int j = 0; j < width; j++) c[j] = sums[j] + (beta == 0.0f ? 0.0f : beta * c[j]);
+  }
+}
+
 }  // namespace
 
 void gemm_bf16(bool trans_b, int M, int N, int K, const float* A, int lda, const uint16_t* B, int ldb, float beta,
                float* C, int ldc) {
   if (M == 0 || N == 0) return;
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  if (M <= kFewRows && K > 0) {  // columns split over the threads, in multiples of 64
+    const int per_thread = (N / threads + 63) / 64 * 64;
+#pragma omp parallel num_threads(threads) if (static_cast<int64_t>(N) * K >= (1 << 18))
+    {
+      const int n0 = std::min(N, omp_get_thread_num() * per_thread);
+      const int n1 = omp_get_thread_num() + 1 == omp_get_num_threads() ? N : std::min(N, n0 + per_thread);
+      if (n1 > n0) few_rows(trans_b, M, n0, n1, K, A, lda, B, ldb, beta, C, ldc);
+    }
+    return;
+  }
   if (K == 0 || !cpu_has_bf16_dot()) {
     gemm_bf16_widening(trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
     return;
   }
-  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
   if (threads == 1 || 2.0 * M * N * K < 4e6) {
     gemm_bf16_one_thread(trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
     return;
