@@ -130,24 +130,26 @@ PY
 # checkpoint: the GPT-2-small-shaped one `make test` leaves in .cache/.
 gpt2=.cache/gpt2-small-random
 if [ -f "$gpt2/model.safetensors" ]; then
-  run_ms() {  # best wall time in ms of `tinyadapt generate` with N new tokens
+  run_ms() {  # best wall time in ms of `tinyadapt generate` with N new tokens (and $2: --bf16 or nothing)
     local best=999999999 s t
     for _ in 1 2 3; do
       s=$(date +%s%N)
-      OMP_NUM_THREADS=2 ./tinyadapt generate --model "$gpt2" --prompt "The dog is" --max-new "$1" --temperature 0 >/dev/null
+      OMP_NUM_THREADS=2 ./tinyadapt generate --model "$gpt2" --prompt "The dog is" --max-new "$1" --temperature 0 ${2:-} >/dev/null
       t=$(( ($(date +%s%N) - s) / 1000000 )); [ "$t" -lt "$best" ] && best=$t
     done
     echo "$best"
   }
-  ours_ms=$(( $(run_ms 101) - $(run_ms 1) ))
-  theirs=$(/usr/bin/python3 tools/reference/torch_generate.py "$gpt2" --ids 464,3290,318 --max-new 101 --threads 2 | json)
-  /usr/bin/python3 - "$ours_ms" "$theirs" <<'PY'
+  for precision in "" --bf16; do
+    ours_ms=$(( $(run_ms 101 $precision) - $(run_ms 1 $precision) ))
+    theirs=$(/usr/bin/python3 tools/reference/torch_generate.py "$gpt2" --ids 464,3290,318 --max-new 101 --threads 2 $precision | json)
+    /usr/bin/python3 - "$ours_ms" "$theirs" "${precision:-float32}" <<'PY'
 import json, sys
 ours = float(sys.argv[1]) / 100
 theirs = json.loads(sys.argv[2])["ms_per_token"]
-print(f"  generation, greedy with the KV cache, 2 threads: {ours:.1f} ms/token against PyTorch's loop {theirs:.1f} "
-      f"({theirs / ours:.2f}x; {1000 / ours:.0f} against {1000 / theirs:.0f} tokens/s)")
+print(f"  generation ({sys.argv[3].lstrip('-')}), greedy with the KV cache, 2 threads: {ours:.1f} ms/token against PyTorch's loop "
+      f"{theirs:.1f} ({theirs / ours:.2f}x; {1000 / ours:.0f} against {1000 / theirs:.0f} tokens/s)")
 PY
+  done
 else
   echo "  (generation at this size: run make test first, which makes $gpt2)"
 fi

@@ -9,7 +9,11 @@ of every layer kept (as transformers' generate with use_cache=True does), and
 prints the generated ids and the time per token after the first, which is
 what a user waiting for text sees.
 
-usage: torch_generate.py MODEL_DIR --ids 464,3290,318 --max-new N [--threads T]
+With --bf16 the weight matrices are stored in torch.bfloat16 and each step
+runs under torch.autocast("cpu", bfloat16), as `tinyadapt generate --bf16`
+stores them.
+
+usage: torch_generate.py MODEL_DIR --ids 464,3290,318 --max-new N [--threads T] [--bf16]
 """
 import argparse
 import json
@@ -31,12 +35,15 @@ def main():
     ap.add_argument("--ids", required=True)
     ap.add_argument("--max-new", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--bf16", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     with open(os.path.join(a.model_dir, "config.json")) as f:
         c = json.load(f)
     p = {k[len("transformer."):] if k.startswith("transformer.") else k: v.float()
          for k, v in read_safetensors(os.path.join(a.model_dir, "model.safetensors")).items()}
+    if a.bf16:
+        p = {k: v.to(torch.bfloat16) if v.dim() == 2 and k != "wpe.weight" else v for k, v in p.items()}
     L, H, C, eps = c["n_layer"], c["n_head"], c["n_embd"], c["layer_norm_epsilon"]
     hs = C // H
     cache = [None] * L
@@ -46,7 +53,7 @@ def main():
 
     def step(ids, start):  # ids (1, T) at positions start.. -> logits of the last position
         T = ids.shape[1]
-        x = p["wte.weight"][ids] + p["wpe.weight"][start:start + T]
+        x = p["wte.weight"][ids].float() + p["wpe.weight"][start:start + T]
         for i in range(L):
             h = F.layer_norm(x, (C,), p[f"h.{i}.ln_1.weight"], p[f"h.{i}.ln_1.bias"], eps)
             q, k, v = (t.view(1, T, H, hs).transpose(1, 2) for t in linear(f"h.{i}.attn.c_attn", h).split(C, dim=2))
@@ -65,7 +72,7 @@ def main():
 
     ids = torch.tensor([[int(t) for t in a.ids.split(",")]])
     out, times = [], []
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
         logits = step(ids, 0)
         position = ids.shape[1]
         for _ in range(a.max_new):
