@@ -117,6 +117,18 @@ TEST_CASE("compare: --train-sizes gives a learning curve with the bag of words o
   }
 }
 
+TEST_CASE("compare --bf16: every run but full fine-tuning stores the frozen base in bfloat16") {
+  if (!ta::file_exists(ta::testing::tinyadapt_binary())) return;
+  ScratchDir dir("compare");
+  ta::testing::save_keyword_base(ta::data::load_task(kKeyword), dir.file("base"), 32);
+  const std::string out = dir.file("runs");
+  std::string output;
+  REQUIRE(run("compare --model " + dir.file("base") + " --task " + kKeyword + " --methods lora,finetune --steps 3 --bf16 --out " + out,
+              output, dir) == 0);
+  CHECK(ta::json::parse_file(out + "/run0-lora-s1337/metrics.json").at("base_precision").as_string() == "bfloat16");
+  CHECK(ta::json::parse_file(out + "/run1-finetune-s1337/metrics.json").at("base_precision").as_string() == "float32");
+}
+
 TEST_CASE("compare: bad options are one line and status 2") {
   if (!ta::file_exists(ta::testing::tinyadapt_binary())) {
     MESSAGE("skipped: no " << ta::testing::tinyadapt_binary() << " (make builds it; TINYADAPT_BIN names another)");

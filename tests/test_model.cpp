@@ -511,8 +511,11 @@ TEST_CASE("model KV cache grown in place: the same logits as concatenation, and 
   const size_t in_place_growth = run(true, in_place_logits), concat_growth = run(false, concat_logits);
   CHECK(in_place_logits == concat_logits);  // the same keys in the same order: the same floats
   MESSAGE("pool bytes added by tokens 101-200: in place " << in_place_growth << ", concatenating " << concat_growth);
-  // Concatenation leaves a buffer of every size P in the pool (quadratic); in place, one doubling.
-  CHECK(in_place_growth * 5 < concat_growth);
+  // Concatenation leaves a buffer of every size P in the pool (quadratic); in
+  // place, one doubling. (Under AddressSanitizer the pool caches nothing.)
+  pool_release_cached();
+  { Tensor dropped = Tensor::empty({1000}); }
+  if (pool_bytes_cached() > 0) CHECK(in_place_growth * 5 < concat_growth);
 }
 
 TEST_CASE("model generation: greedy tokens identical with and without the KV cache, with prefixes") {

@@ -206,6 +206,7 @@ int run_adapt(Args& args) {
   }
   json::Value metrics = metrics_json(a, trained, splits, out);
   metrics.set("task", task_name);
+  metrics.set("base_precision", bf16 ? "bfloat16" : "float32");
   metrics.set("train_size", static_cast<long long>(task.train.size()));
   if (train_size > 0) metrics.set("data_seed", static_cast<long long>(data_seed));
   if (!head_init.is_null()) metrics.set("init_head", head_init);

@@ -60,6 +60,7 @@ struct CompareArgs {
   std::map<std::string, std::vector<std::string>> method_args;  // method -> extra adapt options
   long long steps = 0, curve_steps = 0, eval_limit = 0;
   int seeds = 1, first_seed = 1337, jobs = 1;
+  bool bf16 = false;  // --bf16 to every run that keeps the base frozen
 };
 
 std::string self_path() {
@@ -107,6 +108,7 @@ CompareArgs parse(Args& args) {
   c.seeds = static_cast<int>(args.integer("seeds", 1));
   c.first_seed = static_cast<int>(args.integer("seed", 1337));
   c.jobs = static_cast<int>(args.integer("jobs", 1));
+  c.bf16 = args.flag("bf16");
   cli::use_reference_path_if_asked(args);
   args.finish();
   if (dist::world_size() > 1)  // its runs are processes of their own, which would inherit the ranks' MPI world
@@ -216,6 +218,7 @@ std::vector<Job> plan_jobs(const std::vector<Run>& runs, const CompareArgs& c) {
                std::to_string(seed), "--out", dir, "--eval-every", "0", "--feature-cache", c.out + "/features"},
               dir + "/output.txt", run.label + " seed " + std::to_string(seed), -1};
       if (run.steps > 0) job.argv.insert(job.argv.end(), {"--steps", std::to_string(run.steps)});
+      if (c.bf16 && run.method != "finetune") job.argv.push_back("--bf16");  // full fine-tuning trains every matrix
       if (!c.pooling.empty()) job.argv.insert(job.argv.end(), {"--pooling", c.pooling});
       if (c.eval_limit > 0) job.argv.insert(job.argv.end(), {"--eval-limit", std::to_string(c.eval_limit)});
       if (run.train_size > 0)
@@ -329,6 +332,7 @@ static Command compare_cmd{
     "                         a --steps there replaces --steps in M's table rows (not its curve points)\n"
     "  --seeds N --seed S     repeat every run with seeds S..S+N-1 (also drawing the curve's samples); mean ± sd [1, 1337]\n"
     "  --jobs J               runs at once, each on cores/J threads [1]\n"
+    "  --bf16                 the frozen base in bfloat16 in every run but full fine-tuning's (adapt --bf16)\n"
     "  --reference            every fused kernel as its composition of plain ops (autograd/reference.cpp; slow)\n"
     "Writes OUT/summary.md, OUT/runs.tsv, OUT/curve.tsv and one folder per run (adapter, metrics.json, log.csv).",
     run_compare};
