@@ -33,17 +33,19 @@ static std::vector<std::vector<int>> init_token_lists(int k, bool labels_first, 
   return rows;
 }
 
-// prompt row j = the mean of wte's rows for `tokens` (1, or a word's tokens).
-static void set_mean_embedding(Tensor& prompt, int j, const Tensor& wte, const std::vector<int>& tokens) {
-  const int C = prompt.size(1), V = wte.size(0);
+// prompt row j = the mean of wte's rows for `tokens` (1, or a word's tokens),
+// read through the Embedding, so that a table stored in bfloat16 works too.
+static void set_mean_embedding(Tensor& prompt, int j, const Embedding& wte, const std::vector<int>& tokens) {
+  const int C = prompt.size(1), V = wte.weight.size(0);
   if (tokens.empty()) throw InputError("prompt tuning: a label word without tokens cannot initialise a prompt row");
+  for (int id : tokens)
+    if (id < 0 || id >= V) throw InputError("prompt tuning: token id " + std::to_string(id) + " is outside the vocabulary");
+  NoGradGuard no_grad;
+  const Tensor rows = wte.forward(tokens, Shape{static_cast<int>(tokens.size())});  // (n, C)
   float* row = prompt.data() + static_cast<size_t>(j) * C;
   std::fill(row, row + C, 0.0f);
-  for (int id : tokens) {
-    if (id < 0 || id >= V) throw InputError("prompt tuning: token id " + std::to_string(id) + " is outside the vocabulary");
-    const float* embedding = wte.data() + static_cast<size_t>(id) * C;
-    for (int c = 0; c < C; c++) row[c] += embedding[c];
-  }
+  for (size_t i = 0; i < tokens.size(); i++)
+    for (int c = 0; c < C; c++) row[c] += rows.data()[i * C + c];
   for (int c = 0; c < C; c++) row[c] /= static_cast<float>(tokens.size());
 }
 
@@ -57,7 +59,7 @@ void PromptTuning::attach(GPT& model, const AttachContext& context, Rng& rng) {
     fill_uniform(prompt_embeddings_, rng, -0.5f, 0.5f);
   } else {
     init_tokens_ = init_token_lists(k, config_.prompt_init == "label", context, model.config().vocab_size, rng);
-    for (int j = 0; j < k; j++) set_mean_embedding(prompt_embeddings_, j, model.wte.weight, init_tokens_[static_cast<size_t>(j)]);
+    for (int j = 0; j < k; j++) set_mean_embedding(prompt_embeddings_, j, model.wte, init_tokens_[static_cast<size_t>(j)]);
   }
   prompt_embeddings_.set_requires_grad(true);
 }

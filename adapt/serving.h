@@ -142,6 +142,9 @@ class ServingModel {
   const ServingUser& user(int index) const { return *users_[static_cast<size_t>(index)]; }
 
   const GPT& model() const { return *model_; }
+  // serve --bf16: the shared base's matrices in bfloat16 (GPT::store_frozen_in_bf16),
+  // once the users are added (an adapter attached later would find no float32 weights).
+  void store_base_in_bf16() { model_->store_frozen_in_bf16(); }
   const data::Tokenizer& tokenizer() const { return tokenizer_; }
 
   // "" when `request` can be served, else why not: the user's load error, an

@@ -42,6 +42,7 @@ static std::unique_ptr<ServingUser> new_user(const std::string& name, const std:
 
 int ServingModel::add_user(const std::string& name, const std::string& adapter_dir) {
   if (user_index(name) >= 0) throw InputError("user '" + name + "' is declared twice");
+  if (model_->wte.weight_bf16) throw std::logic_error("ServingModel::add_user: users are added before store_base_in_bf16");
   std::unique_ptr<ServingUser> user = new_user(name, adapter_dir, model_->n_layer());
   if (!adapter_dir.empty()) {
     remove_hooks();  // the base bare, so that the hooks found after attach are this method's

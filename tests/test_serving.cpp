@@ -467,6 +467,31 @@ TEST_CASE("tinyadapt serve: answers in input order; unknown users, broken adapte
   CHECK(read_text(err).find("ivy") != std::string::npos);  // the broken adapter is reported at startup
 }
 
+TEST_CASE("tinyadapt serve --bf16: the same answers as float32, to bfloat16's precision") {
+  Fixture f;
+  write_text(f.scratch.file("users.tsv"), "ann\tusers/ann\ndan\tusers/dan\nbob\t" + f.adapter_dirs.at("bob") + "\n");
+  write_text(f.scratch.file("requests.jsonl"),
+             "{\"id\": 1, \"user\": \"ann\", \"text\": \"then and soon great\"}\n"
+             "{\"id\": 2, \"user\": \"bob\", \"text\": \"our the of later a awful\"}\n"
+             "{\"id\": 3, \"user\": \"dan\", \"text\": \"then and soon\", \"max_new\": 5}\n");
+  std::vector<json::Value> answers[2];
+  for (int bf16 = 0; bf16 < 2; bf16++) {
+    const std::string out = f.scratch.file("out"), err = f.scratch.file("err");
+    REQUIRE(run_serve("--model " + f.model_dir + " --adapters " + f.scratch.file("users.tsv") + " --temperature 0 --input " +
+                          f.scratch.file("requests.jsonl") + (bf16 ? " --bf16" : ""), out, err) == 0);
+    const std::string text = read_text(out);
+    for (size_t start = 0, end; (end = text.find('\n', start)) != std::string::npos; start = end + 1)
+      answers[bf16].push_back(json::parse(text.substr(start, end - start), "serve output"));
+    REQUIRE(answers[bf16].size() == 3);
+  }
+  for (int i : {0, 1}) {
+    CHECK(answers[1][i].at("label").as_string() == answers[0][i].at("label").as_string());
+    for (const std::string& label : f.task.label_names)
+      CHECK(std::fabs(answers[1][i].at("probs").at(label).as_number() - answers[0][i].at("probs").at(label).as_number()) < 2e-2);
+  }
+  CHECK(answers[1][2].at("text").is_string());  // dan generates (its greedy tokens may part where two logits are within rounding)
+}
+
 TEST_CASE("tinyadapt serve: pending requests are answered once the input is quiet for --wait-ms, before it ends") {
   Fixture f;
   write_text(f.scratch.file("users.tsv"), "ann\tusers/ann\n");

@@ -222,6 +222,7 @@ int run_serve(Args& args) {
   const uint64_t seed = static_cast<uint64_t>(args.integer("seed", 1337));
   const std::string input_path = args.str("input", "");
   const long long wait_ms = args.integer("wait-ms", 10);
+  const bool bf16 = args.flag("bf16");
   args.finish();
   if (batch_size < 1) throw InputError("--batch must be at least 1");
   if (temperature < 0) throw InputError("--temperature must be >= 0");
@@ -230,6 +231,7 @@ int run_serve(Args& args) {
   NoGradGuard no_grad;
   adapt::ServingModel server(model_dir);
   add_users(server, users_path);
+  if (bf16) server.store_base_in_bf16();  // once every user's adaptation is attached
   int fd = 0;  // stdin
   if (!input_path.empty()) {
     fd = open(input_path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -267,12 +269,14 @@ int run_serve(Args& args) {
 static Command serve_cmd{
     "serve", "answer JSON-line requests of many users, each with their own adapter, in mixed batches",
     "usage: tinyadapt serve --model DIR --adapters users.tsv [--batch N] [--wait-ms W] [--temperature T] [--seed S] [--input FILE]\n"
+    "                       [--bf16]\n"
     "  --adapters FILE    user<TAB>adapter dir per line (relative to FILE's folder; '-' or empty = base only)\n"
     "  --batch N          requests answered together [16]\n"
     "  --wait-ms W        answer the pending requests once no new line has come for W ms [10]\n"
     "  --temperature T    generation: 0 = greedy [1.0]\n"
     "  --seed S           generation: the sampling seed of a request without \"seed\" [1337]\n"
     "  --input FILE       read requests from FILE instead of stdin\n"
+    "  --bf16             the shared base's matrices in bfloat16: half the memory; faster on CPUs with AVX512-BF16\n"
     "Requests: {\"id\", \"user\", \"text\"} classifies with the user's head; add \"max_new\": N to generate.\n"
     "Answers, one line each in input order: {\"id\", \"user\", \"label\", \"probs\"}, {\"id\", \"user\", \"text\"}\n"
     "or {\"id\", \"error\"}.",
