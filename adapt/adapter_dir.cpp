@@ -2,8 +2,11 @@
 #include "adapt/adapter_dir.h"
 
 #include <cinttypes>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "adapt/prompt.h"
@@ -84,11 +87,23 @@ HeadConfig resolve_head(const HeadRequest& request, const std::string& method, c
 }
 
 // "fnv1a64:<16 hex> bytes:<size>" of a file's bytes.
+// Read in 1 MiB pieces: a base's file may be 500 MB (GPT-2 small), and
+// reading it whole would hold all of it in memory once more.
 std::string file_fingerprint(const std::string& path) {
-  const std::string bytes = read_file(path);
-  const uint64_t hash = fnv1a64(bytes.data(), bytes.size());  // data/io.h
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(path + ": cannot open: " + std::strerror(errno));
+  std::vector<char> piece(1 << 20);
+  uint64_t hash = kFnv1a64Basis;  // data/io.h
+  size_t bytes = 0;
+  while (in) {
+    in.read(piece.data(), static_cast<std::streamsize>(piece.size()));
+    const size_t got = static_cast<size_t>(in.gcount());
+    hash = fnv1a64(piece.data(), got, hash);
+    bytes += got;
+  }
+  if (in.bad()) throw InputError(path + ": read failed");
   char text[64];
-  std::snprintf(text, sizeof text, "fnv1a64:%016" PRIx64 " bytes:%zu", hash, bytes.size());
+  std::snprintf(text, sizeof text, "fnv1a64:%016" PRIx64 " bytes:%zu", hash, bytes);
   return text;
 }
 
@@ -97,8 +112,10 @@ std::string base_model_fingerprint(const std::string& model_dir) { return file_f
 namespace {
 
 // The base model directory loaded, its parameters counted; no method yet.
-AdaptedModel load_base(const std::string& model_dir, const MethodConfig& method_config) {
-  AdaptedModel a{model_dir, load_model(model_dir), data::Tokenizer::load(model_dir), 0, method_config, nullptr, nullptr};
+AdaptedModel load_base(const std::string& model_dir, const MethodConfig& method_config, bool bf16_base) {
+  if (bf16_base && method_config.method == "finetune")
+    throw InputError("--bf16: full fine-tuning trains every matrix of the base; it cannot keep them in bfloat16");
+  AdaptedModel a{model_dir, load_model(model_dir, bf16_base), data::Tokenizer::load(model_dir), 0, method_config, nullptr, nullptr};
   if (a.tokenizer.vocab_size() > a.model->config().vocab_size)
     throw InputError(model_dir + ": the tokenizer has more tokens than the model's vocab_size");
   a.base_parameters = a.model->count_parameters();
@@ -143,8 +160,8 @@ void check_not_model_dir(const std::string& dir, const std::string& base_dir) {
 }  // namespace
 
 AdaptedModel create_adapted(const std::string& model_dir, const MethodConfig& method_config,
-                            const HeadConfig& head_config, uint64_t seed) {
-  AdaptedModel a = load_base(model_dir, method_config);
+                            const HeadConfig& head_config, uint64_t seed, bool bf16_base) {
+  AdaptedModel a = load_base(model_dir, method_config, bf16_base);
   a.head = make_head(*a.model, a.tokenizer, head_config, seed);  // first: bad label words are refused before attach
   a.method = make_and_attach(*a.model, method_config, fresh_attach_context(model_dir, a.tokenizer, head_config), seed);
   return a;
@@ -221,12 +238,12 @@ std::unique_ptr<Head> load_adapter_tensors(const GPT& model, const data::Tokeniz
   return head;
 }
 
-AdaptedModel load_adapted(const std::string& model_dir, const std::string& adapter_dir, bool with_head) {
+AdaptedModel load_adapted(const std::string& model_dir, const std::string& adapter_dir, bool with_head, bool bf16_base) {
   AdapterFiles files = read_adapter_files(adapter_dir, with_head);
   if (model_dir.empty() && files.base_model.empty())
     throw InputError(files.config_path + ": base_model_name_or_path is missing or not a string (give --model)");
   const std::string base = model_dir.empty() ? files.base_model : model_dir;
-  AdaptedModel a = load_base(base, files.method_config);
+  AdaptedModel a = load_base(base, files.method_config, bf16_base);
   a.method = attach_adapter_method(*a.model, files);
   a.head = load_adapter_tensors(*a.model, a.tokenizer, *a.method, files, with_head);
   return a;

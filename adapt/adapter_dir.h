@@ -77,17 +77,19 @@ HeadConfig resolve_head(const HeadRequest& request, const std::string& method, c
                         const std::vector<std::string>& label_names);
 
 // Loads the base at model_dir, attaches a fresh method and a fresh head (both
-// initialised from `seed`).
+// initialised from `seed`). With bf16_base the base's matrices are read
+// straight into bfloat16 (load_model; --bf16), refused for full fine-tuning.
 AdaptedModel create_adapted(const std::string& model_dir, const MethodConfig& method_config,
-                            const HeadConfig& head_config, uint64_t seed);
+                            const HeadConfig& head_config, uint64_t seed, bool bf16_base = false);
 
 // Writes adapter_config.json and adapter_model.safetensors into `dir`.
 void save_adapter(const AdaptedModel& adapted, const std::string& dir);
 
 // Loads the base (model_dir, or the config's base_model_name_or_path when
 // model_dir is empty), then the adapter at adapter_dir. With `with_head`, the
-// config's head and its tensors must be there.
-AdaptedModel load_adapted(const std::string& model_dir, const std::string& adapter_dir, bool with_head);
+// config's head and its tensors must be there. bf16_base as create_adapted's.
+AdaptedModel load_adapted(const std::string& model_dir, const std::string& adapter_dir, bool with_head,
+                          bool bf16_base = false);
 
 // The same load in three steps, for callers that put an adapter on a base
 // model they already hold (adapt/serving.h puts many users' adapters on one):

@@ -69,9 +69,16 @@ static void check_keys(const std::vector<SafetensorsEntry>& entries, const std::
 // each tensor is converted straight into its parameter (a fresh model, which
 // the caller drops if this throws: memory is the model and one tensor);
 // otherwise into copies first, so that a failure leaves the model as it was.
-static void read_weights(GPT& model, const std::string& path, bool in_place) {
+// With `bf16` (in place only) each matrix GPT::bf16_slots names is read into
+// one float32 buffer and stored from there in bfloat16: its float32
+// parameter is never written, so it never takes memory.
+static void read_weights(GPT& model, const std::string& path, bool in_place, bool bf16 = false) {
   std::map<std::string, Tensor> expected;  // name without "transformer." -> parameter
   for (auto& [name, tensor] : model.named_parameters()) expected[name.substr(kPrefix.size())] = tensor;
+  std::map<std::string, GPT::Bf16Slot> slots;
+  if (bf16)
+    for (const GPT::Bf16Slot& slot : model.bf16_slots()) slots.emplace(slot.key, slot);
+  std::vector<float> matrix;  // the one float32 matrix on its way to bfloat16
   std::map<std::string, std::vector<float>> copies;
   std::vector<float> lm_head;  // only when the file has one: it must equal wte
   read_safetensors_into(
@@ -83,15 +90,29 @@ static void read_weights(GPT& model, const std::string& path, bool in_place) {
         const std::string key = key_of(entry.name);
         if (is_mask_buffer(key)) return nullptr;
         const bool head = entry.name == "lm_head.weight";
+        if (!head && slots.count(key)) {
+          matrix.resize(static_cast<size_t>(expected.at(key).numel()));
+          return matrix.data();
+        }
         if (!head && in_place) return expected.at(key).data();
         std::vector<float>& into = head ? lm_head : copies[key];
         into.resize(static_cast<size_t>(expected.at(head ? "wte.weight" : key).numel()));
         return into.data();
+      },
+      [&](const SafetensorsEntry& entry) {
+        auto slot = slots.find(key_of(entry.name));
+        if (entry.name != "lm_head.weight" && slot != slots.end()) slot->second.store(matrix.data());
       });
-  auto values_of = [&](const std::string& key) { return in_place ? expected.at(key).data() : copies.at(key).data(); };
-  if (!lm_head.empty() && !std::equal(lm_head.begin(), lm_head.end(), values_of("wte.weight")))
-    throw InputError(path + ": lm_head.weight differs from transformer.wte.weight; tinyadapt always ties the LM head "
-                            "to the token embedding");
+  if (!lm_head.empty()) {  // tied: the same values (in bfloat16 when wte is stored so)
+    const bool tied = model.wte.weight_bf16
+                          ? std::equal(lm_head.begin(), lm_head.end(), model.wte.weight_bf16->values.begin(),
+                                       [](float a, uint16_t b) { return to_bf16(a) == b; })
+                          : std::equal(lm_head.begin(), lm_head.end(), in_place ? expected.at("wte.weight").data()
+                                                                                : copies.at("wte.weight").data());
+    if (!tied)
+      throw InputError(path + ": lm_head.weight differs from transformer.wte.weight; tinyadapt always ties the LM head "
+                              "to the token embedding");
+  }
   if (!in_place)
     for (auto& [key, tensor] : expected)
       std::memcpy(tensor.data(), copies.at(key).data(), copies.at(key).size() * sizeof(float));
@@ -99,9 +120,9 @@ static void read_weights(GPT& model, const std::string& path, bool in_place) {
 
 void load_weights(GPT& model, const std::string& path) { read_weights(model, path, false); }
 
-std::unique_ptr<GPT> load_model(const std::string& dir) {
+std::unique_ptr<GPT> load_model(const std::string& dir, bool bf16_matrices) {
   auto model = std::make_unique<GPT>(read_config(dir + "/config.json"), 0, false);  // no init: every value is loaded
-  read_weights(*model, dir + "/model.safetensors", true);
+  read_weights(*model, dir + "/model.safetensors", true, bf16_matrices);
   return model;
 }
 

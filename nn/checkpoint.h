@@ -35,8 +35,10 @@
 
 namespace ta {
 
-// Reads DIR/config.json and DIR/model.safetensors.
-std::unique_ptr<GPT> load_model(const std::string& dir);
+// Reads DIR/config.json and DIR/model.safetensors. With bf16_matrices the
+// matrices GPT::store_frozen_in_bf16 would cast are stored in bfloat16 as
+// they are read (frozen), so the float32 model is never in memory whole.
+std::unique_ptr<GPT> load_model(const std::string& dir, bool bf16_matrices = false);
 
 // Creates DIR if needed and writes DIR/model.safetensors then DIR/config.json.
 void save_model(const GPT& model, const std::string& dir);

@@ -183,25 +183,37 @@ Tensor GPT::logits(const Tensor& hidden) const {
   return matmul(hidden, wte.weight, false, true);
 }
 
+std::vector<GPT::Bf16Slot> GPT::bf16_slots() {
+  std::vector<Bf16Slot> slots{{"wte.weight", &wte.weight, &wte.weight_bf16}};
+  for (size_t i = 0; i < blocks_.size(); i++) {
+    Block& b = *blocks_[i];
+    const std::string h = "h." + std::to_string(i) + ".";
+    for (auto& [name, linear] : {std::pair<const char*, Linear*>{"attn.c_attn", &b.attn.c_attn}, {"attn.c_proj", &b.attn.c_proj},
+                                 {"mlp.c_fc", &b.mlp.c_fc}, {"mlp.c_proj", &b.mlp.c_proj}})
+      slots.push_back({h + name + ".weight", &linear->weight, &linear->weight_bf16});
+  }
+  return slots;
+}
+
+void GPT::Bf16Slot::store(const float* values) const {
+  *bf16 = std::make_shared<const Bf16Matrix>(Bf16Matrix::from_float(values, weight->size(0), weight->size(1)));
+  weight->set_requires_grad(false);
+  weight->release_values();
+  pool_release_cached();  // back to the system, not kept for reuse
+}
+
 // Each frozen matrix moves to bfloat16: its values are rounded once into
-// weight_bf16 and the float32 ones freed, one matrix at a time and given
-// back to the system (not kept in the pool), so that memory never holds
-// more than the float32 model and one matrix's copy. Biases, layer norms
-// and wpe stay float32 (small); a weight that trains is never cast.
+// weight_bf16 and the float32 ones freed, one matrix at a time, so that
+// memory never holds more than the float32 model and one matrix's copy.
+// Biases, layer norms and wpe stay float32 (small); a weight that trains is
+// never cast.
 int64_t GPT::store_frozen_in_bf16() {
-  int64_t cast = 0;
-  auto store = [&cast](Tensor& weight, std::shared_ptr<const Bf16Matrix>& bf16) {
-    if (weight.requires_grad() || bf16) return;
-    bf16 = std::make_shared<const Bf16Matrix>(Bf16Matrix::from_float(weight.data(), weight.size(0), weight.size(1)));
-    weight.release_values();
-    pool_release_cached();
-    cast += weight.numel();
-  };
-  store(wte.weight, wte.weight_bf16);
-  for (Block* block : blocks_)
-    for (Linear* linear : {&block->attn.c_attn, &block->attn.c_proj, &block->mlp.c_fc, &block->mlp.c_proj})
-      store(linear->weight, linear->weight_bf16);
-  return cast;
+  int64_t stored = 0;
+  for (const Bf16Slot& slot : bf16_slots()) {
+    if (!*slot.bf16 && !slot.weight->requires_grad()) slot.store(slot.weight->data());
+    if (*slot.bf16) stored += slot.weight->numel();
+  }
+  return stored;
 }
 
 Tensor GPT::loss(const std::vector<int>& ids, const std::vector<int>& targets, int B, int T,

@@ -23,6 +23,7 @@
 // ForwardOptions::position_ids overrides this per row (mixed batches).
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "nn/config.h"
@@ -56,11 +57,22 @@ class GPT : public Module {
   Tensor logits(const Tensor& hidden) const;
   // --bf16: stores every frozen weight matrix (wte, the blocks' Linear
   // weights) in bfloat16 (autograd/kernels/gemm_bf16.h): half their memory,
-  // and products at twice float32's rate where the CPU has AVX512-BF16.
-  // Call it once the adaptation is attached (what trains is then known);
-  // the cast weights cannot be saved or trained afterwards. Returns the
-  // number of values cast.
+  // and products at more than twice float32's rate where the CPU has
+  // AVX512-BF16. Call it once the adaptation is attached (what trains is
+  // then known), or load the model so (load_model's bf16_matrices); a cast
+  // weight cannot be saved or trained afterwards. Returns the number of
+  // values stored in bfloat16 (0: nothing is frozen).
   int64_t store_frozen_in_bf16();
+  // The matrices that can be stored in bfloat16, by checkpoint key
+  // ("h.0.attn.c_attn.weight"); store() casts one from `values` and frees
+  // its float32 storage.
+  struct Bf16Slot {
+    std::string key;
+    Tensor* weight;
+    std::shared_ptr<const Bf16Matrix>* bf16;
+    void store(const float* values) const;
+  };
+  std::vector<Bf16Slot> bf16_slots();
   // Mean cross-entropy of the logits at the B*T text positions against
   // `targets` (B*T; -100 = ignored). The caller shifts targets for the GPT
   // (targets[t] = ids[t+1]) and masks them for the encoder (mask_tokens).

@@ -14,8 +14,12 @@ Tensor dropout_if_training(const Tensor& x, float p, const ForwardOptions& optio
 }
 
 // Parameters start as zeros and trainable; the model's init fills them.
+// A trainable parameter: vectors (biases) start at 0; matrices uninitialised,
+// as GPT::initialise or a checkpoint writes every value of them. (Untouched,
+// a matrix takes no memory yet: a checkpoint read into bfloat16 never
+// touches its float32 storage at all.)
 static Tensor new_parameter(Shape shape) {
-  Tensor t = Tensor::zeros(shape);
+  Tensor t = shape.rank >= 2 ? Tensor::empty(shape) : Tensor::zeros(shape);
   t.set_requires_grad(true);
   return t;
 }

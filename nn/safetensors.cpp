@@ -314,7 +314,8 @@ std::vector<TensorEntry> read_header(std::ifstream& in, const std::string& path,
 
 void read_safetensors_into(const std::string& path,
                            const std::function<void(const std::vector<SafetensorsEntry>& entries)>& check_header,
-                           const std::function<float*(const SafetensorsEntry& entry)>& destination) {
+                           const std::function<float*(const SafetensorsEntry& entry)>& destination,
+                           const std::function<void(const SafetensorsEntry& entry)>& after_read) {
   std::ifstream in;
   uint64_t data_start = 0;
   std::vector<TensorEntry> entries = read_header(in, path, &data_start);
@@ -331,6 +332,7 @@ void read_safetensors_into(const std::string& path,
     in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
     if (!in) throw InputError(path + ": cannot read tensor \"" + entry.name + "\" (the file changed while it was read?)");
     convert_into(entry, bytes.data(), out);
+    if (after_read) after_read({entry.name, entry.shape, entry.dtype->name});
   }
 }
 

@@ -73,9 +73,12 @@ struct SafetensorsEntry {
 // a buffer of the entry's element count, or null to skip it. Memory beyond
 // the destinations: one tensor's bytes. (A checkpoint loaded into a model
 // this way holds the model and one tensor, not the whole file twice over.)
+// after_read, when given, is called once an entry's values are in its
+// destination (to convert them on, e.g. into bfloat16, and reuse the buffer).
 void read_safetensors_into(const std::string& path,
                            const std::function<void(const std::vector<SafetensorsEntry>& entries)>& check_header,
-                           const std::function<float*(const SafetensorsEntry& entry)>& destination);
+                           const std::function<float*(const SafetensorsEntry& entry)>& destination,
+                           const std::function<void(const SafetensorsEntry& entry)>& after_read = nullptr);
 
 // The file content for `arrays`: F32 tensors sorted by name, `metadata`
 // under "__metadata__" (omitted entirely when empty, as Hugging Face does for

@@ -13,6 +13,7 @@
 #include "adapt/runner.h"
 #include "autograd/kernels/gemm_bf16.h"
 #include "autograd/ops.h"
+#include "nn/checkpoint.h"
 #include "tests/gradcheck.h"
 #include "tests/helpers.h"
 
@@ -180,7 +181,7 @@ TEST_CASE("bf16: GPT::store_frozen_in_bf16 casts the frozen matrices only, frees
   // Matrices bigger than the default init's 0.02, so that rounding shows.
   const int64_t cast = bf16.store_frozen_in_bf16();
   CHECK(cast == 97 * 32 + 2 * (32 * 96 + 32 * 32 + 32 * 128 + 128 * 32));
-  CHECK(bf16.store_frozen_in_bf16() == 0);  // once
+  CHECK(bf16.store_frozen_in_bf16() == cast);  // once: a second call casts nothing more
   CHECK(bf16.wte.weight.data() == nullptr);
   CHECK(bf16.block(0).mlp.c_fc.weight.data() == nullptr);
   CHECK(bf16.block(0).mlp.c_fc.bias.data() != nullptr);  // biases, layer norms and wpe stay float32
@@ -215,7 +216,34 @@ TEST_CASE("bf16: GPT::store_frozen_in_bf16 casts the frozen matrices only, frees
   CHECK(full.store_frozen_in_bf16() == 0);
 }
 
-TEST_CASE("bf16: LoRA and prompt tuning on a bfloat16 base learn the keyword task") {
+TEST_CASE("bf16: load_model(dir, bf16) reads the matrices straight into bfloat16: the same model as casting after loading") {
+  ModelConfig c;
+  c.vocab_size = 53;
+  c.n_positions = 12;
+  c.n_embd = 16;
+  c.n_layer = 2;
+  c.n_head = 2;
+  ScratchDir scratch("bf16load");
+  save_model(GPT(c, 4), scratch.path);
+  std::unique_ptr<GPT> cast_after = load_model(scratch.path), read_so = load_model(scratch.path, true);
+  cast_after->freeze_all();
+  const int64_t stored = cast_after->store_frozen_in_bf16();
+  CHECK(read_so->store_frozen_in_bf16() == stored);  // all already stored: nothing more to cast
+  for (const GPT::Bf16Slot& slot : read_so->bf16_slots()) {
+    CAPTURE(slot.key);
+    REQUIRE(*slot.bf16);
+    CHECK(slot.weight->data() == nullptr);
+    CHECK(!slot.weight->requires_grad());
+  }
+  CHECK(read_so->wte.weight_bf16->values == cast_after->wte.weight_bf16->values);
+  CHECK(read_so->block(1).mlp.c_proj.weight_bf16->values == cast_after->block(1).mlp.c_proj.weight_bf16->values);
+  CHECK(read_so->block(0).attn.c_attn.bias.to_vector() == cast_after->block(0).attn.c_attn.bias.to_vector());  // float32 as read
+  NoGradGuard no_grad;
+  const std::vector<int> ids = {1, 5, 9, 52, 0, 7};
+  CHECK(read_so->logits(read_so->forward(ids, 1, 6)).to_vector() == cast_after->logits(cast_after->forward(ids, 1, 6)).to_vector());
+}
+
+TEST_CASE("bf16: LoRA and prefix tuning on a bfloat16 base learn the keyword task") {
   const data::Task task = data::load_task("tests/fixtures/adapt/keyword/train.tsv", 7);
   ScratchDir scratch("bf16");
   const std::string model_dir = scratch.file("base");

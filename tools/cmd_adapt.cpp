@@ -172,7 +172,7 @@ int run_adapt(Args& args) {
   const ModelConfig base_config = read_config(model_dir + "/config.json");
   adapt::AdaptedModel a = adapt::create_adapted(
       model_dir, method_config, adapt::resolve_head(head_request, method_config.method, base_config, task.label_names),
-      run_options.seed);
+      run_options.seed, bf16);
   a.model->gradient_checkpointing = gradient_checkpointing;
   const json::Value head_init = init_head_dir.empty() ? json::Value() : report_head_init(adapt::init_head_from(a, init_head_dir), model_dir);
   std::printf("%s\n", adapt::report_line(adapt::trainable_report(a)).c_str());

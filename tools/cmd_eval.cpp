@@ -25,7 +25,7 @@ int run_eval(Args& args) {
   const data::Task task = data::load_task(task_name);
   const std::vector<data::Example>& examples = task.split(split);
   if (examples.empty()) throw InputError(task_name + ": the " + split + " split is empty");
-  adapt::AdaptedModel a = adapt::load_adapted(model_dir, adapter_dir, true);
+  adapt::AdaptedModel a = adapt::load_adapted(model_dir, adapter_dir, true, bf16);
   if (a.head->config().label_names != task.label_names)
     throw InputError(adapter_dir + ": the adapter's labels differ from the labels of task " + task_name);
   if (bf16) cli::store_frozen_in_bf16(*a.model);

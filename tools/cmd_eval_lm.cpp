@@ -64,7 +64,7 @@ int run_eval_lm(Args& args) {
     }
     e = windowed_lm_loss(*m.model, read_ids(*m.model, m.tokenizer), m.model->config().n_positions);
   } else {
-    const adapt::AdaptedModel a = adapt::load_adapted(model_dir, adapter_dir, false);
+    const adapt::AdaptedModel a = adapt::load_adapted(model_dir, adapter_dir, false, bf16);
     if (bf16) cli::store_frozen_in_bf16(*a.model);
     e = adapt::lm_loss(a, read_ids(*a.model, a.tokenizer));
   }
