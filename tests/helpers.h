@@ -47,6 +47,18 @@ inline float max_relative_diff(const std::vector<float>& ours, const std::vector
   return scale > 0 ? diff / scale : diff;
 }
 
+// A small GPT's config (3 heads: n_embd must be a multiple of 3).
+inline ModelConfig small_config(bool causal, int vocab = 101, int n_embd = 24, int n_layer = 2, int n_positions = 16) {
+  ModelConfig c;
+  c.vocab_size = vocab;
+  c.n_positions = n_positions;
+  c.n_embd = n_embd;
+  c.n_layer = n_layer;
+  c.n_head = 3;
+  c.is_causal = causal;
+  return c;
+}
+
 // Whether Debian's PyTorch answers, so parity tests can run live (else they
 // use committed fixtures). Asked once per run.
 inline bool torch_available() {

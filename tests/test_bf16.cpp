@@ -160,12 +160,7 @@ TEST_CASE("bf16: embedding_bf16 widens the picked rows; a bad id is refused") {
 }
 
 TEST_CASE("bf16: GPT::store_frozen_in_bf16 casts the frozen matrices only, frees them, and keeps loss and LoRA gradients") {
-  ModelConfig c;
-  c.vocab_size = 97;
-  c.n_positions = 16;
-  c.n_embd = 32;
-  c.n_layer = 2;
-  c.n_head = 2;
+  ModelConfig c = ta::testing::small_config(true, 97, 24, 2, 16);
   c.embd_pdrop = c.resid_pdrop = 0.0f;
   auto with_lora = [&](GPT& model) {
     adapt::MethodConfig config = ta::testing::small_method_config("lora");
@@ -180,13 +175,13 @@ TEST_CASE("bf16: GPT::store_frozen_in_bf16 casts the frozen matrices only, frees
   auto m32 = with_lora(fp32), m16 = with_lora(bf16);
   // Matrices bigger than the default init's 0.02, so that rounding shows.
   const int64_t cast = bf16.store_frozen_in_bf16();
-  CHECK(cast == 97 * 32 + 2 * (32 * 96 + 32 * 32 + 32 * 128 + 128 * 32));
+  CHECK(cast == 97 * 24 + 2 * (24 * 72 + 24 * 24 + 24 * 96 + 96 * 24));
   CHECK(bf16.store_frozen_in_bf16() == cast);  // once: a second call casts nothing more
   CHECK(bf16.wte.weight.data() == nullptr);
   CHECK(bf16.block(0).mlp.c_fc.weight.data() == nullptr);
   CHECK(bf16.block(0).mlp.c_fc.bias.data() != nullptr);  // biases, layer norms and wpe stay float32
   CHECK(bf16.wpe.weight.data() != nullptr);
-  CHECK(bf16.wte.weight.shape() == Shape({97, 32}));  // the shape stays: parameter counts are unchanged
+  CHECK(bf16.wte.weight.shape() == Shape({97, 24}));  // the shape stays: parameter counts are unchanged
   CHECK(bf16.count_parameters() == fp32.count_parameters());
 
   Rng rng(9);
@@ -217,14 +212,8 @@ TEST_CASE("bf16: GPT::store_frozen_in_bf16 casts the frozen matrices only, frees
 }
 
 TEST_CASE("bf16: load_model(dir, bf16) reads the matrices straight into bfloat16: the same model as casting after loading") {
-  ModelConfig c;
-  c.vocab_size = 53;
-  c.n_positions = 12;
-  c.n_embd = 16;
-  c.n_layer = 2;
-  c.n_head = 2;
   ScratchDir scratch("bf16load");
-  save_model(GPT(c, 4), scratch.path);
+  save_model(GPT(ta::testing::small_config(true, 53, 24, 2, 12), 4), scratch.path);
   std::unique_ptr<GPT> cast_after = load_model(scratch.path), read_so = load_model(scratch.path, true);
   cast_after->freeze_all();
   const int64_t stored = cast_after->store_frozen_in_bf16();

@@ -32,21 +32,11 @@
 
 using namespace ta;
 using ta::testing::max_relative_diff;
+using ta::testing::small_config;
 using ta::testing::ScratchDir;
 using ta::testing::torch_available;
 
 namespace {
-
-ModelConfig small_config(bool causal, int vocab = 101, int n_embd = 24, int n_layer = 2, int n_positions = 16) {
-  ModelConfig c;
-  c.vocab_size = vocab;
-  c.n_positions = n_positions;
-  c.n_embd = n_embd;
-  c.n_layer = n_layer;
-  c.n_head = 3;
-  c.is_causal = causal;
-  return c;
-}
 
 ModelConfig odd_config(bool causal) { return small_config(causal, 301, 48, 3, 19); }
 
