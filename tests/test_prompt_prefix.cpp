@@ -48,13 +48,7 @@ using namespace ta::adapt;
 namespace {
 
 ModelConfig tiny_config(int vocab = 61, int n_embd = 24, int n_layer = 2, int n_positions = 40) {
-  ModelConfig c;
-  c.vocab_size = vocab;
-  c.n_positions = n_positions;
-  c.n_embd = n_embd;
-  c.n_layer = n_layer;
-  c.n_head = 3;
-  return c;
+  return ta::testing::small_config(true, vocab, n_embd, n_layer, n_positions);
 }
 
 MethodConfig prompt_config(int k, const std::string& init = "vocab") {
