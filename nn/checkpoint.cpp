@@ -67,18 +67,18 @@ static void check_keys(const std::vector<SafetensorsEntry>& entries, const std::
 
 // Reads the weights at `path` into the model's parameters. With `in_place`
 // each tensor is converted straight into its parameter (a fresh model, which
-// the caller drops if this throws: memory is the model and one tensor);
+// the caller drops if this throws: memory is the model and a few MB);
 // otherwise into copies first, so that a failure leaves the model as it was.
-// With `bf16` (in place only) each matrix GPT::bf16_slots names is read into
-// one float32 buffer and stored from there in bfloat16: its float32
-// parameter is never written, so it never takes memory.
+// With `bf16` (in place only) each matrix GPT::bf16_slots names goes to
+// bfloat16 as its values are read, a run at a time: its float32 parameter
+// is never written, so it never takes memory.
 static void read_weights(GPT& model, const std::string& path, bool in_place, bool bf16 = false) {
   std::map<std::string, Tensor> expected;  // name without "transformer." -> parameter
   for (auto& [name, tensor] : model.named_parameters()) expected[name.substr(kPrefix.size())] = tensor;
   std::map<std::string, GPT::Bf16Slot> slots;
   if (bf16)
     for (const GPT::Bf16Slot& slot : model.bf16_slots()) slots.emplace(slot.key, slot);
-  std::vector<float> matrix;  // the one float32 matrix on its way to bfloat16
+  Bf16Matrix matrix;  // the matrix being read into bfloat16
   std::map<std::string, std::vector<float>> copies;
   std::vector<float> lm_head;  // only when the file has one: it must equal wte
   read_safetensors_into(
@@ -86,22 +86,23 @@ static void read_weights(GPT& model, const std::string& path, bool in_place, boo
       // The header first: a truncated file or one made for another shape is
       // refused before its data (500 MB for GPT-2 small) is read.
       [&](const std::vector<SafetensorsEntry>& entries) { check_keys(entries, expected, path); },
-      [&](const SafetensorsEntry& entry) -> float* {  // shapes as checked: n values fit
+      [&](const SafetensorsEntry& entry) -> SafetensorsDestination {  // shapes as checked: n values fit
         const std::string key = key_of(entry.name);
-        if (is_mask_buffer(key)) return nullptr;
+        if (is_mask_buffer(key)) return {};
         const bool head = entry.name == "lm_head.weight";
-        if (!head && slots.count(key)) {
-          matrix.resize(static_cast<size_t>(expected.at(key).numel()));
-          return matrix.data();
+        auto slot = slots.find(key);
+        if (!head && slot != slots.end()) {
+          const Tensor& weight = *slot->second.weight;
+          matrix = Bf16Matrix{weight.size(0), weight.size(1), std::vector<uint16_t>(static_cast<size_t>(weight.numel()))};
+          return {nullptr, [&, slot](int64_t offset, const float* values, int64_t count) {
+                    for (int64_t i = 0; i < count; i++) matrix.values[static_cast<size_t>(offset + i)] = to_bf16(values[i]);
+                    if (offset + count == static_cast<int64_t>(matrix.values.size())) slot->second.store(std::move(matrix));
+                  }};
         }
-        if (!head && in_place) return expected.at(key).data();
+        if (!head && in_place) return {expected.at(key).data(), nullptr};
         std::vector<float>& into = head ? lm_head : copies[key];
         into.resize(static_cast<size_t>(expected.at(head ? "wte.weight" : key).numel()));
-        return into.data();
-      },
-      [&](const SafetensorsEntry& entry) {
-        auto slot = slots.find(key_of(entry.name));
-        if (entry.name != "lm_head.weight" && slot != slots.end()) slot->second.store(matrix.data());
+        return {into.data(), nullptr};
       });
   if (!lm_head.empty()) {  // tied: the same values (in bfloat16 when wte is stored so)
     const bool tied = model.wte.weight_bf16

@@ -195,8 +195,8 @@ std::vector<GPT::Bf16Slot> GPT::bf16_slots() {
   return slots;
 }
 
-void GPT::Bf16Slot::store(const float* values) const {
-  *bf16 = std::make_shared<const Bf16Matrix>(Bf16Matrix::from_float(values, weight->size(0), weight->size(1)));
+void GPT::Bf16Slot::store(Bf16Matrix matrix) const {
+  *bf16 = std::make_shared<const Bf16Matrix>(std::move(matrix));
   weight->set_requires_grad(false);
   weight->release_values();
   pool_release_cached();  // back to the system, not kept for reuse
@@ -210,7 +210,8 @@ void GPT::Bf16Slot::store(const float* values) const {
 int64_t GPT::store_frozen_in_bf16() {
   int64_t stored = 0;
   for (const Bf16Slot& slot : bf16_slots()) {
-    if (!*slot.bf16 && !slot.weight->requires_grad()) slot.store(slot.weight->data());
+    if (!*slot.bf16 && !slot.weight->requires_grad())
+      slot.store(Bf16Matrix::from_float(slot.weight->data(), slot.weight->size(0), slot.weight->size(1)));
     if (*slot.bf16) stored += slot.weight->numel();
   }
   return stored;

@@ -64,13 +64,13 @@ class GPT : public Module {
   // values stored in bfloat16 (0: nothing is frozen).
   int64_t store_frozen_in_bf16();
   // The matrices that can be stored in bfloat16, by checkpoint key
-  // ("h.0.attn.c_attn.weight"); store() casts one from `values` and frees
-  // its float32 storage.
+  // ("h.0.attn.c_attn.weight"); store() gives one its bfloat16 values,
+  // freezes it and frees its float32 storage.
   struct Bf16Slot {
     std::string key;
     Tensor* weight;
     std::shared_ptr<const Bf16Matrix>* bf16;
-    void store(const float* values) const;
+    void store(Bf16Matrix matrix) const;
   };
   std::vector<Bf16Slot> bf16_slots();
   // Mean cross-entropy of the logits at the B*T text positions against

@@ -207,9 +207,8 @@ double double_from_bits(uint64_t bits) {
   return x;
 }
 
-// Converts the entry's bytes `p` (entry.end - entry.begin of them) to float32 in `out`.
-void convert_into(const TensorEntry& entry, const unsigned char* p, float* out) {
-  const uint64_t n = entry.numel;
+// Converts n values of the entry's dtype at `p` to float32 in `out`.
+void convert_into(const TensorEntry& entry, const unsigned char* p, uint64_t n, float* out) {
   switch (entry.dtype->dtype) {  // one loop per dtype keeps each loop tight
     case Dtype::F16:
       for (uint64_t i = 0; i < n; i++) out[i] = half_to_float(load_le<uint16_t>(p + 2 * i));
@@ -228,7 +227,7 @@ void convert_into(const TensorEntry& entry, const unsigned char* p, float* out) 
 
 NamedArray convert(const TensorEntry& entry, const unsigned char* buffer) {
   NamedArray array{entry.name, entry.shape, std::vector<float>(entry.numel)};
-  convert_into(entry, buffer + entry.begin, array.values.data());
+  convert_into(entry, buffer + entry.begin, entry.numel, array.values.data());
   return array;
 }
 
@@ -314,8 +313,7 @@ std::vector<TensorEntry> read_header(std::ifstream& in, const std::string& path,
 
 void read_safetensors_into(const std::string& path,
                            const std::function<void(const std::vector<SafetensorsEntry>& entries)>& check_header,
-                           const std::function<float*(const SafetensorsEntry& entry)>& destination,
-                           const std::function<void(const SafetensorsEntry& entry)>& after_read) {
+                           const std::function<SafetensorsDestination(const SafetensorsEntry& entry)>& destination) {
   std::ifstream in;
   uint64_t data_start = 0;
   std::vector<TensorEntry> entries = read_header(in, path, &data_start);
@@ -323,16 +321,27 @@ void read_safetensors_into(const std::string& path,
   for (const TensorEntry& entry : entries) described.push_back({entry.name, entry.shape, entry.dtype->name});
   check_header(described);  // before a byte of data is read
   std::sort(entries.begin(), entries.end(), [](const TensorEntry& a, const TensorEntry& b) { return a.begin < b.begin; });
-  std::vector<unsigned char> bytes;  // one tensor's bytes at a time
+  constexpr uint64_t kRun = 1 << 20;  // values read and converted at a time
+  std::vector<unsigned char> bytes;
+  std::vector<float> run;  // a run's values, when they go to pieces()
   for (const TensorEntry& entry : entries) {
-    float* out = destination({entry.name, entry.shape, entry.dtype->name});
-    if (!out) continue;
-    bytes.resize(entry.end - entry.begin);
+    const SafetensorsDestination to = destination({entry.name, entry.shape, entry.dtype->name});
+    if (!to.values && !to.pieces) continue;
+    const uint64_t value_bytes = entry.numel ? (entry.end - entry.begin) / entry.numel : 0;
     in.seekg(static_cast<std::streamoff>(data_start + entry.begin));
-    in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    if (!in) throw InputError(path + ": cannot read tensor \"" + entry.name + "\" (the file changed while it was read?)");
-    convert_into(entry, bytes.data(), out);
-    if (after_read) after_read({entry.name, entry.shape, entry.dtype->name});
+    for (uint64_t first = 0; first < entry.numel; first += kRun) {
+      const uint64_t n = std::min(kRun, entry.numel - first);
+      bytes.resize(n * value_bytes);
+      in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+      if (!in) throw InputError(path + ": cannot read tensor \"" + entry.name + "\" (the file changed while it was read?)");
+      if (to.values) {
+        convert_into(entry, bytes.data(), n, to.values + first);
+      } else {
+        run.resize(n);
+        convert_into(entry, bytes.data(), n, run.data());
+        to.pieces(static_cast<int64_t>(first), run.data(), static_cast<int64_t>(n));
+      }
+    }
   }
 }
 

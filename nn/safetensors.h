@@ -65,20 +65,26 @@ struct SafetensorsEntry {
   std::string dtype;  // "F32", "F16", "BF16", "F64"
 };
 
+// Where read_safetensors_into puts an entry's values: into `values`, a
+// buffer of the entry's element count, or, a run at a time as they are read,
+// to pieces(offset, values, count) (to convert them on without holding the
+// whole tensor in float32: bfloat16 storage); neither set: skipped.
+struct SafetensorsDestination {
+  float* values = nullptr;
+  std::function<void(int64_t offset, const float* values, int64_t count)> pieces;
+};
+
 // Reads the file's header and checks it as read_safetensors does (offsets
 // against the file's size, coverage), then hands every entry to
 // check_header before any data is read: a truncated or mismatched 500 MB
 // checkpoint is refused for the price of its header. Then reads the tensors
-// one at a time, each converted to float32 straight into destination(entry):
-// a buffer of the entry's element count, or null to skip it. Memory beyond
-// the destinations: one tensor's bytes. (A checkpoint loaded into a model
-// this way holds the model and one tensor, not the whole file twice over.)
-// after_read, when given, is called once an entry's values are in its
-// destination (to convert them on, e.g. into bfloat16, and reuse the buffer).
+// one at a time, each converted to float32 into destination(entry), in runs
+// of 1 M values. Memory beyond the destinations: one run (4-8 MB). (A
+// checkpoint loaded into a model this way holds the model and a few MB, not
+// the whole file or its largest tensor once more.)
 void read_safetensors_into(const std::string& path,
                            const std::function<void(const std::vector<SafetensorsEntry>& entries)>& check_header,
-                           const std::function<float*(const SafetensorsEntry& entry)>& destination,
-                           const std::function<void(const SafetensorsEntry& entry)>& after_read = nullptr);
+                           const std::function<SafetensorsDestination(const SafetensorsEntry& entry)>& destination);
 
 // The file content for `arrays`: F32 tensors sorted by name, `metadata`
 // under "__metadata__" (omitted entirely when empty, as Hugging Face does for

@@ -119,9 +119,9 @@ TEST_CASE("gpt2-small: --bf16 adapts the checkpoint, and at GPT-2 small's size a
   const std::string dir = gpt2_small();
   if (dir.empty()) return;
   ScratchDir scratch("gpt2");
-  // adapt: with --bf16 the matrices are read straight into bfloat16 (their
-  // float32 storage is never touched); measured 646 -> 555 MB peak, most of
-  // the rest being the largest tensor (wte) in transit from the file.
+  // adapt: with --bf16 the matrices are read straight into bfloat16, a run of
+  // values at a time (their float32 storage is never touched); measured
+  // 631 -> 311 MB peak.
   double peak[2] = {0, 0}, loss[2] = {0, 0};
   for (int bf16 = 0; bf16 < 2; bf16++) {
     const std::string out = scratch.file(bf16 ? "bf16" : "fp32");
@@ -135,7 +135,7 @@ TEST_CASE("gpt2-small: --bf16 adapts the checkpoint, and at GPT-2 small's size a
     loss[bf16] = metrics.at("test").at("loss").as_number();
   }
   MESSAGE("adapt: peak RSS float32 " << peak[0] / 1e6 << " MB, bfloat16 base " << peak[1] / 1e6 << " MB");
-  CHECK(peak[1] < peak[0]);
+  CHECK(peak[0] - peak[1] > 200e6);
   CHECK(std::fabs(loss[1] - loss[0]) < 0.05 * std::fabs(loss[0]));
   // A training step of config C (batch 4 x 256): activations and the
   // frozen base together; the base's 124 M values take 2 bytes instead of 4.
