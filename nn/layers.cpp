@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <stdexcept>
 
 #include "data/io.h"
 
@@ -76,6 +77,8 @@ static void append_to_cache(KVCache& cache, int layer, const Tensor& qkv, int C)
   Tensor& past_keys = cache.keys[layer];
   Tensor& past_values = cache.values[layer];
   if (!cache.grow_in_place || needs_grad({&qkv, &past_keys, &past_values})) {
+    if (!cache.rows_used.empty())  // its tensors hold spare rows: concatenating would put them in the keys
+      throw std::invalid_argument("forward: a KV cache grown in place cannot go on with a tape recording");
     Tensor keys = slice(qkv, 2, C, 2 * C);        // (B,T,C)
     Tensor values = slice(qkv, 2, 2 * C, 3 * C);  // (B,T,C)
     past_keys = past_keys.defined() ? concat(past_keys, keys, 1) : keys;  // (B,P+T,C)

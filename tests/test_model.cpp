@@ -508,6 +508,22 @@ TEST_CASE("model KV cache grown in place: the same logits as concatenation, and 
   if (pool_bytes_cached() > 0) CHECK(in_place_growth * 5 < concat_growth);
 }
 
+TEST_CASE("model KV cache grown in place: going on with a tape recording is refused, not computed wrong") {
+  GPT model(small_config(true), 5);  // trainable: a forward outside NoGradGuard records
+  KVCache cache;
+  cache.grow_in_place = true;
+  ForwardOptions options;
+  options.cache = &cache;
+  {
+    NoGradGuard no_grad;
+    model.forward({1, 2, 3}, 1, 3, options);
+  }
+  CHECK(cache.rows_used == std::vector<int>{3, 3});
+  CHECK_THROWS_WITH_AS(model.forward({4}, 1, 1, options), "forward: a KV cache grown in place cannot go on with a tape recording",
+                       std::invalid_argument);
+  clear_tape();
+}
+
 TEST_CASE("model generation: greedy tokens identical with and without the KV cache, with prefixes") {
   GPT model(small_config(true, 101, 24, 2, 24), 9);
   Rng rng(4);
