@@ -126,7 +126,7 @@ Tensor attention(const Tensor& qkv, const AttentionOptions& options);
 Tensor linear_bf16(const Tensor& x, const std::shared_ptr<const Bf16Matrix>& weight, bool transposed,
                    const Tensor& bias, const Tensor& addend = Tensor());
 // Rows of a bfloat16 table (N, C) picked by ids, widened to float32: shape
-// ids_shape + (C); no gradient (the table is frozen).
+// ids_shape + (C); no gradient (the table is frozen). In shape.cpp, beside embedding.
 Tensor embedding_bf16(const Bf16Matrix& table, const std::vector<int>& ids, Shape ids_shape);
 
 // --- checkpoint.cpp ---------------------------------------------------------

@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "autograd/kernels/gemm_bf16.h"
 #include "autograd/ops.h"
 
 namespace ta {
@@ -214,17 +215,21 @@ Tensor slice(const Tensor& x, int axis, int start, int end) {
 // embedding: out[i] = table[ids[i]]; backward scatter-adds dout[i] into
 // dtable[ids[i]] (a token seen twice in a batch gets both contributions).
 
-Tensor embedding(const Tensor& table, const std::vector<int>& ids, Shape ids_shape) {
-  if (table.rank() != 2) shape_error("embedding", "table must be (N, C), got " + table.shape().str());
+// The checks and output shape (ids_shape + (C)) of a lookup in a table (N, C).
+static Shape embedding_output_shape(const char* op, int N, int C, const std::vector<int>& ids, const Shape& ids_shape) {
   if (static_cast<int64_t>(ids.size()) != ids_shape.numel() || ids_shape.rank > 3)
-    shape_error("embedding", std::to_string(ids.size()) + " ids for ids shape " + ids_shape.str());
-  const int N = table.size(0), C = table.size(1);
+    shape_error(op, std::to_string(ids.size()) + " ids for ids shape " + ids_shape.str());
   for (int id : ids)
-    if (id < 0 || id >= N)
-      shape_error("embedding", "id " + std::to_string(id) + " out of range [0, " + std::to_string(N) + ")");
+    if (id < 0 || id >= N) shape_error(op, "id " + std::to_string(id) + " out of range [0, " + std::to_string(N) + ")");
   Shape os = ids_shape;
   os.dims[os.rank++] = C;
-  Tensor out = Tensor::empty(os);  // (..., C)
+  return os;
+}
+
+Tensor embedding(const Tensor& table, const std::vector<int>& ids, Shape ids_shape) {
+  if (table.rank() != 2) shape_error("embedding", "table must be (N, C), got " + table.shape().str());
+  const int N = table.size(0), C = table.size(1);
+  Tensor out = Tensor::empty(embedding_output_shape("embedding", N, C, ids, ids_shape));  // (..., C)
   for (size_t i = 0; i < ids.size(); i++)
     std::memcpy(out.data() + i * C, table.data() + static_cast<int64_t>(ids[i]) * C, C * sizeof(float));
   if (!needs_grad({&table})) return out;
@@ -236,6 +241,18 @@ Tensor embedding(const Tensor& table, const std::vector<int>& ids, Shape ids_sha
       for (int c = 0; c < C; c++) row[c] += g[c];
     }
   });
+  return out;
+}
+
+// The same lookup in a frozen bfloat16 table (--bf16): rows widened to float32, no gradient.
+Tensor embedding_bf16(const Bf16Matrix& table, const std::vector<int>& ids, Shape ids_shape) {
+  const int C = table.cols;
+  Tensor out = Tensor::empty(embedding_output_shape("embedding_bf16", table.rows, C, ids, ids_shape));  // (..., C)
+  for (size_t i = 0; i < ids.size(); i++) {
+    const uint16_t* row = table.values.data() + static_cast<int64_t>(ids[i]) * C;
+    float* dst = out.data() + static_cast<int64_t>(i) * C;
+    for (int c = 0; c < C; c++) dst[c] = from_bf16(row[c]);
+  }
   return out;
 }
 

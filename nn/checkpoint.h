@@ -16,9 +16,9 @@
 // header before its data is read (a truncated 500 MB file or a config.json
 // with the wrong vocab_size costs no more than reading the header).
 // load_model converts each tensor straight into its parameter, a run of 1 M
-// values at a time: memory is the model and a few MB. load_weights, which fills a model the caller
-// holds, reads into copies first and leaves the model untouched on any
-// error. Writes are atomic (a file is renamed into place), so saving into
+// values at a time: memory is the model and a few MB. load_weights, which
+// fills a model the caller holds, reads into copies first and leaves the
+// model untouched on any error. Writes are atomic (a file is renamed into place), so saving into
 // the directory a model was loaded from is safe.
 //
 // The encoder uses the same layout with "is_causal": false in config.json;

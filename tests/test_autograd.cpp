@@ -205,6 +205,13 @@ TEST_CASE("gradcheck: cross-entropy with ignore_index") {
   CHECK_THROWS_AS(cross_entropy(logits, {0, 2}), std::invalid_argument);
 }
 
+TEST_CASE("gradcheck: linear_cross_entropy (x and the weight, ignored targets)") {
+  Rng rng(23);
+  const std::vector<int> targets = {3, -100, 0, 6, 6, 1};
+  check_gradients([&](const Inputs& x) { return linear_cross_entropy(x[0], x[1], targets); },
+                  {param({2, 3, 5}, rng), param({7, 5}, rng, 0.5f)});
+}
+
 TEST_CASE("linear_cross_entropy equals cross_entropy(x Wᵀ): value and gradients, in chunks, times the loss's gradient") {
   // V large enough that the rows go in three chunks of kChunkLogits (8 M) logits.
   const int V = 30011, C = 12, rows = 3 * ((1 << 23) / V) - 5;

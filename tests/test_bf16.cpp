@@ -109,6 +109,8 @@ TEST_CASE("bf16: linear_bf16's output and gradients are the float32 ones of the 
     gemm_bf16_reference(transposed, rows, out, in, x.data(), in, weight->values.data(), weight->cols, 1.0f, expected.data(), out);
     CHECK(ta::testing::max_relative_diff(y.to_vector(), expected) < 1e-5f);
     // Backward of sum(y · R): dx = bf16(R) @ op(W)ᵀ, dbias = column sums of R, daddend = R.
+    // (Not finite differences: rounding x to bfloat16 makes y a step function
+    // of x; its gradient passes straight through the rounding, by definition.)
     const Tensor R = random_tensor(y.shape(), rng);
     backward(sum(mul(y, R)));
     std::vector<float> dx(static_cast<size_t>(rows) * in, 0.0f), dbias(out, 0.0f);
